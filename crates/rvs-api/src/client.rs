@@ -47,12 +47,9 @@ impl Client {
         }
     }
 
-    /// The socket from `$RVS_SOCKET`, else [`crate::DEFAULT_SOCKET`].
+    /// The socket from `$RVS_SOCKET`, else [`crate::default_socket_path`].
     pub fn from_env() -> Self {
-        let p = std::env::var_os(crate::SOCKET_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(crate::DEFAULT_SOCKET));
-        Self::new(p)
+        Self::new(crate::default_socket_path())
     }
 
     pub fn path(&self) -> &Path {

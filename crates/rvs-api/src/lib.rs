@@ -19,8 +19,37 @@ mod types;
 pub use client::{Client, ClientError};
 pub use types::*;
 
-/// Default path of the control socket.
+/// Default path of the control socket (when running as root).
 pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
+
+/// The socket path rvsd and rvsadm use when none is given: `$RVS_SOCKET`,
+/// else [`DEFAULT_SOCKET`] for root, else a per-user path
+/// (`$XDG_RUNTIME_DIR/rvs/rvsd.sock`, or `/tmp/rvs-UID/rvsd.sock`) so that
+/// rvs runs without root.
+pub fn default_socket_path() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os(SOCKET_ENV) {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    let uid = unsafe { libc_geteuid() };
+    if uid == 0 {
+        return PathBuf::from(DEFAULT_SOCKET);
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        if !d.is_empty() {
+            return PathBuf::from(d).join("rvs").join("rvsd.sock");
+        }
+    }
+    PathBuf::from(format!("/tmp/rvs-{uid}/rvsd.sock"))
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
 /// Environment variable that overrides the socket path for `rvsadm`.
 pub const SOCKET_ENV: &str = "RVS_SOCKET";
 /// The one RPC endpoint: `POST` a JSON [`Command`], get a JSON [`Reply`]

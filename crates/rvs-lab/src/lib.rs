@@ -1,0 +1,248 @@
+//! Test tooling: the seed's topology in network namespaces.
+//!
+//! [`Lab::up`] runs `scripts/netns-lab up PREFIX` (client 198.18.0.2, lvs1
+//! 198.18.0.11, lvs2 198.18.0.12, rs1 198.18.0.21, rs2 198.18.0.22 on one
+//! bridge; real servers hold the VIP 198.18.0.100 on `lo` with arp_ignore /
+//! arp_announce as in the seed). Dropping the [`Lab`] kills every process it
+//! started and deletes the namespaces, even when the test panics. Each test
+//! uses its own prefix so tests run in parallel.
+//!
+//! Only addresses from 198.18.0.0/15 are used.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CLIENT: &str = "198.18.0.2";
+pub const LVS1: &str = "198.18.0.11";
+pub const LVS2: &str = "198.18.0.12";
+pub const RS1: &str = "198.18.0.21";
+pub const RS2: &str = "198.18.0.22";
+pub const VIP: &str = "198.18.0.100";
+
+/// True when running as root (lab tests need CAP_NET_ADMIN / CAP_SYS_ADMIN).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Print a skip note and return true when the lab cannot run here.
+pub fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipped: {test} needs root (network namespaces)");
+    true
+}
+
+/// The repository root (for scripts and example files).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Poll `f` every 50 ms until it returns Some or `deadline` passes.
+pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running lab; torn down on drop.
+pub struct Lab {
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    /// Build the topology under `prefix` (tear down any leftover first).
+    pub fn up(prefix: &str) -> Lab {
+        let script = repo_root().join("scripts/netns-lab");
+        let _ = Command::new(&script).args(["down", prefix]).output();
+        let out = Command::new(&script)
+            .args(["up", prefix])
+            .output()
+            .expect("run scripts/netns-lab");
+        let lab = Lab {
+            prefix: prefix.to_string(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            children: Vec::new(),
+        };
+        assert!(
+            out.status.success(),
+            "netns-lab up {prefix} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{}", self.prefix, node)
+    }
+
+    fn cmd(&self, node: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(node)]).args(args);
+        c
+    }
+
+    /// Run a command in `node` and wait for it.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        self.cmd(node, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns exec {} {args:?}: {e}", self.ns(node)))
+    }
+
+    /// Run and return stdout as a string (empty on failure).
+    pub fn sh(&self, node: &str, script: &str) -> String {
+        let o = self.exec(node, &["sh", "-c", script]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Start a long-running process in `node`; it is killed on drop.
+    /// stdout/stderr go to `<dir>/<name>.log`.
+    pub fn spawn(&mut self, node: &str, name: &str, args: &[&str]) -> u32 {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))
+            .expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        let child = self
+            .cmd(node, args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?} in {}: {e}", self.ns(node)));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Contents of a spawned process's log.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Send `sig` to a spawned process.
+    pub fn signal(&self, pid: u32, sig: i32) {
+        // SAFETY: plain kill(2) on a pid we spawned.
+        unsafe {
+            libc::kill(pid as i32, sig);
+        }
+    }
+
+    /// Wait for a spawned process to exit (reaping it), up to `deadline`.
+    pub fn wait_exit(&mut self, pid: u32, deadline: Duration) -> bool {
+        let Some(i) = self.children.iter().position(|c| c.id() == pid) else {
+            return true;
+        };
+        let end = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(_)) = self.children[i].try_wait() {
+                self.children.remove(i);
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start nginx in `node` serving `body` at `/` on port 80.
+    pub fn start_nginx(&self, node: &str, body: &str) {
+        let d = self.dir.path().join(format!("nginx-{node}"));
+        let root = d.join("www");
+        std::fs::create_dir_all(&root).expect("nginx dir");
+        for p in [self.dir.path(), d.as_path(), root.as_path()] {
+            let _ = std::fs::set_permissions(
+                p,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            );
+        }
+        std::fs::write(root.join("index.html"), format!("{body}\n")).expect("index");
+        let conf = format!(
+            "daemon on;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+worker_processes 1;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 100000;
+  client_body_temp_path {d}/tmp;
+  proxy_temp_path {d}/tmp;
+  fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp;
+  scgi_temp_path {d}/tmp;
+  server {{
+    listen 80 reuseport;
+    root {root};
+    location / {{ index index.html; }}
+  }}
+}}
+",
+            d = d.display(),
+            root = root.display()
+        );
+        std::fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
+        let conf_path = d.join("nginx.conf");
+        let o = self.exec(node, &["nginx", "-c", conf_path.to_str().unwrap_or_default()]);
+        assert!(
+            o.status.success(),
+            "nginx in {node}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let ok = wait_for(Duration::from_secs(5), || {
+            let out = self.sh(node, "curl -s -m 1 http://127.0.0.1/");
+            (out.trim() == body).then_some(())
+        });
+        assert!(ok.is_some(), "nginx in {node} did not come up");
+    }
+
+    /// Stop nginx in `node` (fast shutdown) and wait until port 80 is closed.
+    pub fn stop_nginx(&self, node: &str) {
+        let d = self.dir.path().join(format!("nginx-{node}"));
+        let conf = d.join("nginx.conf");
+        let _ = self.exec(
+            node,
+            &["nginx", "-c", conf.to_str().unwrap_or_default(), "-s", "stop"],
+        );
+        let _ = wait_for(Duration::from_secs(5), || {
+            let o = self.exec(node, &["curl", "-s", "-m", "1", "http://127.0.0.1/"]);
+            (!o.status.success()).then_some(())
+        });
+    }
+
+    /// `curl -s` from the client; returns the trimmed body, None on failure.
+    pub fn curl(&self, url: &str) -> Option<String> {
+        let o = self.exec("client", &["curl", "-s", "-m", "3", url]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // netns-lab down kills every remaining process (nginx, keepalived).
+        let _ = Command::new(repo_root().join("scripts/netns-lab"))
+            .args(["down", &self.prefix])
+            .output();
+    }
+}

@@ -1,0 +1,170 @@
+//! rvsd — the rvs daemon. See `rvsd --help` and docs/ARCHITECTURE.md.
+
+mod cli;
+mod control;
+mod convert;
+mod demo;
+
+mod state;
+
+use cli::{Args, LogFormat, Mode};
+use rvs_core::Ipvs;
+use rvs_dataplane::proxy::{ProxyEngine, ProxyOptions};
+use rvs_dataplane::{Engine, Shared};
+use state::Daemon;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+fn main() -> ExitCode {
+    let args = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rvsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.mode {
+        Mode::Help => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Mode::Version => {
+            println!("rvsd {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Mode::ConfigTest | Mode::DumpConfig => {
+            eprintln!("rvsd: keepalived configuration support is not built yet");
+            return ExitCode::from(1);
+        }
+        Mode::Run => {}
+    }
+    init_logging(&args);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rvsd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rvsd: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("rvsd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(args: &Args) {
+    use tracing_subscriber::EnvFilter;
+    let default = if args.log_detail { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("RVS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+struct PidFile(PathBuf);
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(rvs_api::default_socket_path);
+    if args.engine != "proxy" {
+        anyhow::bail!(
+            "engine '{}' is not available in this build (use --engine proxy)",
+            args.engine
+        );
+    }
+    let shared = Shared::new(Ipvs::new());
+    let engine: Arc<dyn Engine> = Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default()));
+    let daemon = Daemon::new(shared.clone(), engine.clone());
+
+    let listener = control::bind(&socket)?;
+    let _pid = match &args.pid_file {
+        Some(p) => {
+            std::fs::write(p, format!("{}\n", std::process::id()))
+                .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
+            Some(PidFile(p.clone()))
+        }
+        None => None,
+    };
+    if args.config.is_some() {
+        warn!("keepalived configuration support is not built yet; starting with an empty table");
+    }
+    if args.demo {
+        demo::start(&daemon, args.demo_port, &socket).await?;
+    }
+
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(control::serve(
+        listener,
+        socket.clone(),
+        daemon.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(timers(shared.clone(), stop.clone()));
+    info!(socket = %socket.display(), engine = engine.name(), "rvsd started");
+
+    wait_for_stop().await;
+    info!("rvsd stopping");
+    stop.cancel();
+    engine.shutdown();
+    let _ = server.await;
+    Ok(())
+}
+
+/// Connection expiry and the 2 s rate estimator.
+async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut expire = tokio::time::interval(Duration::from_millis(200));
+    let mut est = tokio::time::interval(Duration::from_secs(2));
+    expire.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    est.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = expire.tick() => {
+                let now = shared.now();
+                shared.ipvs.lock().handle_timeout(now);
+            }
+            _ = est.tick() => {
+                let now = shared.now();
+                shared.ipvs.lock().estimate(now);
+            }
+        }
+    }
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

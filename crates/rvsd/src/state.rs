@@ -1,0 +1,199 @@
+//! The daemon's shared state and the control-command handler: one place
+//! where API commands become model operations, whatever their source
+//! (rvsadm over the socket, the keepalived config, health checks, the demo).
+
+use crate::convert::*;
+use parking_lot::Mutex;
+use rvs_api::{ApiError, Command, DaemonInfo, ErrorCode, Info, Reply, Timeouts};
+use rvs_core::{Protocol, SvcKey};
+use rvs_dataplane::{Engine, ListenKey, Shared};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::info;
+
+pub struct Daemon {
+    pub shared: Arc<Shared>,
+    pub engine: Arc<dyn Engine>,
+    pub sync_daemons: Mutex<Vec<DaemonInfo>>,
+}
+
+impl Daemon {
+    pub fn new(shared: Arc<Shared>, engine: Arc<dyn Engine>) -> Arc<Self> {
+        Arc::new(Daemon {
+            shared,
+            engine,
+            sync_daemons: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Execute one control command.
+    pub fn handle(&self, cmd: Command) -> Result<Reply, ApiError> {
+        let mutating = !matches!(
+            cmd,
+            Command::GetInfo
+                | Command::ListServices
+                | Command::GetService { .. }
+                | Command::ListConnections
+                | Command::GetTimeouts
+                | Command::ListDaemons
+        );
+        let r = self.execute(cmd);
+        if mutating && r.is_ok() {
+            self.reconcile();
+        }
+        r
+    }
+
+    fn execute(&self, cmd: Command) -> Result<Reply, ApiError> {
+        let now = self.shared.now();
+        let e = |e: rvs_core::Error| error_to_api(&e);
+        match cmd {
+            Command::GetInfo => {
+                let t = self.shared.ipvs.lock();
+                Ok(Reply::Info(Info {
+                    version: 0x010201,
+                    conn_tab_size: t.conn_tab_size(),
+                    num_services: t.services().count() as u32,
+                    rvsd_version: env!("CARGO_PKG_VERSION").to_string(),
+                    engine: self.engine.name().to_string(),
+                }))
+            }
+            Command::ListServices => {
+                let t = self.shared.ipvs.lock();
+                Ok(Reply::Services(
+                    t.services().map(|s| service_info(&s)).collect(),
+                ))
+            }
+            Command::GetService { key } => {
+                let t = self.shared.ipvs.lock();
+                t.service(&key_to_core(&key))
+                    .map(|s| Reply::Service(service_info(&s)))
+                    .ok_or_else(|| ApiError::new(ErrorCode::Srch, "No such service"))
+            }
+            Command::ListConnections => {
+                let t = self.shared.ipvs.lock();
+                Ok(Reply::Connections(
+                    t.connections(now).iter().map(conn_info).collect(),
+                ))
+            }
+            Command::GetTimeouts => {
+                let (tcp, tcpfin, udp) = self.shared.ipvs.lock().timeouts();
+                Ok(Reply::Timeouts(Timeouts { tcp, tcpfin, udp }))
+            }
+            Command::ListDaemons => Ok(Reply::Daemons(self.sync_daemons.lock().clone())),
+            Command::AddService { spec } => {
+                let conf = service_to_core(&spec);
+                self.shared.ipvs.lock().add_service(now, &conf).map_err(e)?;
+                info!(service = ?spec.key, scheduler = %spec.scheduler, "service added");
+                Ok(Reply::Ok)
+            }
+            Command::EditService { spec } => {
+                let conf = service_to_core(&spec);
+                self.shared.ipvs.lock().edit_service(now, &conf).map_err(e)?;
+                info!(service = ?spec.key, scheduler = %spec.scheduler, "service edited");
+                Ok(Reply::Ok)
+            }
+            Command::DelService { key } => {
+                self.shared
+                    .ipvs
+                    .lock()
+                    .del_service(now, &key_to_core(&key))
+                    .map_err(e)?;
+                info!(service = ?key, "service deleted");
+                Ok(Reply::Ok)
+            }
+            Command::Flush => {
+                self.shared.ipvs.lock().flush(now);
+                info!("table flushed");
+                Ok(Reply::Ok)
+            }
+            Command::AddDest { service, dest } => {
+                let d = dest_to_core(&dest);
+                self.shared
+                    .ipvs
+                    .lock()
+                    .add_dest(now, &key_to_core(&service), &d)
+                    .map_err(e)?;
+                info!(service = ?service, rs = %SocketAddr::new(dest.addr, dest.port), weight = dest.weight, "destination added");
+                Ok(Reply::Ok)
+            }
+            Command::EditDest { service, dest } => {
+                let d = dest_to_core(&dest);
+                self.shared
+                    .ipvs
+                    .lock()
+                    .edit_dest(now, &key_to_core(&service), &d)
+                    .map_err(e)?;
+                info!(service = ?service, rs = %SocketAddr::new(dest.addr, dest.port), weight = dest.weight, "destination edited");
+                Ok(Reply::Ok)
+            }
+            Command::DelDest {
+                service,
+                addr,
+                port,
+            } => {
+                self.shared
+                    .ipvs
+                    .lock()
+                    .del_dest(now, &key_to_core(&service), addr, port)
+                    .map_err(e)?;
+                info!(service = ?service, rs = %SocketAddr::new(addr, port), "destination deleted");
+                Ok(Reply::Ok)
+            }
+            Command::Zero { service } => {
+                let k = service.as_ref().map(key_to_core);
+                self.shared.ipvs.lock().zero(k.as_ref()).map_err(e)?;
+                Ok(Reply::Ok)
+            }
+            Command::SetTimeouts { timeouts } => {
+                self.shared
+                    .ipvs
+                    .lock()
+                    .set_timeouts(timeouts.tcp, timeouts.tcpfin, timeouts.udp)
+                    .map_err(e)?;
+                Ok(Reply::Ok)
+            }
+            Command::StartDaemon { daemon } => {
+                let mut ds = self.sync_daemons.lock();
+                if ds.iter().any(|d| d.state == daemon.state) {
+                    return Err(ApiError::new(ErrorCode::Exist, "Daemon has already run"));
+                }
+                ds.push(daemon);
+                ds.sort_by_key(|d| d.state as u8);
+                Ok(Reply::Ok)
+            }
+            Command::StopDaemon { state, .. } => {
+                let mut ds = self.sync_daemons.lock();
+                let before = ds.len();
+                ds.retain(|d| d.state != state);
+                if ds.len() == before {
+                    return Err(ApiError::new(ErrorCode::Srch, "No daemon is running"));
+                }
+                Ok(Reply::Ok)
+            }
+        }
+    }
+
+    /// Make the engine serve exactly the table's address services.
+    pub fn reconcile(&self) {
+        let wanted: Vec<ListenKey> = {
+            let t = self.shared.ipvs.lock();
+            let mut v: Vec<ListenKey> = t
+                .services()
+                .filter_map(|s| match s.conf().key {
+                    SvcKey::Addr { proto, addr, port } if port != 0 && proto != Protocol::Sctp => {
+                        Some(ListenKey {
+                            proto,
+                            addr: SocketAddr::new(addr, port),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        self.engine.reconcile(&wanted);
+    }
+}
