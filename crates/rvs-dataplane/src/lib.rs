@@ -28,24 +28,57 @@ use std::sync::Arc;
 pub struct Shared {
     /// The IPVS model. Held only for short, non-blocking critical sections.
     pub ipvs: Mutex<Ipvs>,
-    base: std::time::Instant,
+    clock: Clock,
     /// Data-plane drop and error counters.
     pub drops: DropCounters,
 }
 
+/// Where [`Shared::now`] comes from: the monotonic clock, or a manual clock
+/// that tests advance explicitly.
+pub enum Clock {
+    Real(std::time::Instant),
+    Manual(AtomicU64),
+}
+
 impl Shared {
     pub fn new(ipvs: Ipvs) -> Arc<Self> {
+        Self::with_clock(ipvs, Clock::Real(std::time::Instant::now()))
+    }
+
+    pub fn with_clock(ipvs: Ipvs, clock: Clock) -> Arc<Self> {
         Arc::new(Shared {
             ipvs: Mutex::new(ipvs),
-            base: std::time::Instant::now(),
+            clock,
             drops: DropCounters::default(),
         })
     }
 
     /// Monotonic time for the sans-IO core.
     pub fn now(&self) -> Time {
-        Time::from_millis(self.base.elapsed().as_millis() as u64)
+        match &self.clock {
+            Clock::Real(base) => Time::from_millis(base.elapsed().as_millis() as u64),
+            Clock::Manual(ms) => Time::from_millis(ms.load(Ordering::Relaxed)),
+        }
     }
+
+    /// Move a manual clock forward (no effect on the real clock).
+    pub fn advance(&self, d: std::time::Duration) {
+        if let Clock::Manual(ms) = &self.clock {
+            ms.fetch_add(d.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An engine that serves nothing: for tests and for `-C`-style runs that
+/// only keep the table.
+pub struct NullEngine;
+
+impl Engine for NullEngine {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn reconcile(&self, _wanted: &[ListenKey]) {}
+    fn shutdown(&self) {}
 }
 
 /// Why a flow or packet was dropped (or a relay failed), counted.

@@ -114,8 +114,8 @@ impl Lab {
     /// Start a long-running process in `node`; it is killed on drop.
     /// stdout/stderr go to `<dir>/<name>.log`.
     pub fn spawn(&mut self, node: &str, name: &str, args: &[&str]) -> u32 {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))
-            .expect("log file");
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
         let log2 = log.try_clone().expect("log file");
         let child = self
             .cmd(node, args)
@@ -150,7 +150,8 @@ impl Lab {
         let end = Instant::now() + deadline;
         loop {
             if let Ok(Some(_)) = self.children[i].try_wait() {
-                self.children.remove(i);
+                let mut c = self.children.remove(i);
+                let _ = c.wait();
                 return true;
             }
             if Instant::now() >= end {
@@ -166,10 +167,8 @@ impl Lab {
         let root = d.join("www");
         std::fs::create_dir_all(&root).expect("nginx dir");
         for p in [self.dir.path(), d.as_path(), root.as_path()] {
-            let _ = std::fs::set_permissions(
-                p,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            );
+            let _ =
+                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755));
         }
         std::fs::write(root.join("index.html"), format!("{body}\n")).expect("index");
         let conf = format!(
@@ -198,7 +197,10 @@ http {{
         );
         std::fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let conf_path = d.join("nginx.conf");
-        let o = self.exec(node, &["nginx", "-c", conf_path.to_str().unwrap_or_default()]);
+        let o = self.exec(
+            node,
+            &["nginx", "-c", conf_path.to_str().unwrap_or_default()],
+        );
         assert!(
             o.status.success(),
             "nginx in {node}: {}",
@@ -217,7 +219,13 @@ http {{
         let conf = d.join("nginx.conf");
         let _ = self.exec(
             node,
-            &["nginx", "-c", conf.to_str().unwrap_or_default(), "-s", "stop"],
+            &[
+                "nginx",
+                "-c",
+                conf.to_str().unwrap_or_default(),
+                "-s",
+                "stop",
+            ],
         );
         let _ = wait_for(Duration::from_secs(5), || {
             let o = self.exec(node, &["curl", "-s", "-m", "1", "http://127.0.0.1/"]);

@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn keepalived_style_command_line() {
         let a = p("-P -n -l -f /etc/k.conf -p /run/k.pid -r /run/v.pid -i lvs1").unwrap();
-        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/k.conf")));
+        assert_eq!(
+            a.config.as_deref(),
+            Some(std::path::Path::new("/etc/k.conf"))
+        );
         assert_eq!(a.config_id.as_deref(), Some("lvs1"));
         assert!(a.vrrp_only);
         assert_eq!(a.mode, Mode::Run);
@@ -189,7 +192,9 @@ mod tests {
         );
         assert!(p("--bogus").unwrap_err().contains("--bogus"));
         assert!(p("-f").unwrap_err().contains("needs a value"));
-        assert!(p("stray").unwrap_err().contains("unexpected argument 'stray'"));
+        assert!(p("stray")
+            .unwrap_err()
+            .contains("unexpected argument 'stray'"));
         assert!(p("--demo-port 99999").unwrap_err().contains("invalid port"));
     }
 }

@@ -1,16 +1,10 @@
 //! rvsd — the rvs daemon. See `rvsd --help` and docs/ARCHITECTURE.md.
 
-mod cli;
-mod control;
-mod convert;
-mod demo;
-
-mod state;
-
-use cli::{Args, LogFormat, Mode};
 use rvs_core::Ipvs;
 use rvs_dataplane::proxy::{ProxyEngine, ProxyOptions};
 use rvs_dataplane::{Engine, Shared};
+use rvsd::cli::{self, Args, LogFormat, Mode};
+use rvsd::{control, demo, state};
 use state::Daemon;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,7 +90,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let shared = Shared::new(Ipvs::new());
-    let engine: Arc<dyn Engine> = Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default()));
+    let engine: Arc<dyn Engine> =
+        Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default()));
     let daemon = Daemon::new(shared.clone(), engine.clone());
 
     let listener = control::bind(&socket)?;

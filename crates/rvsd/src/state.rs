@@ -89,7 +89,11 @@ impl Daemon {
             }
             Command::EditService { spec } => {
                 let conf = service_to_core(&spec);
-                self.shared.ipvs.lock().edit_service(now, &conf).map_err(e)?;
+                self.shared
+                    .ipvs
+                    .lock()
+                    .edit_service(now, &conf)
+                    .map_err(e)?;
                 info!(service = ?spec.key, scheduler = %spec.scheduler, "service edited");
                 Ok(Reply::Ok)
             }

@@ -13,10 +13,17 @@ fn lab_proxy_rr_alternates_between_nginx_servers() {
     let mut lab = Lab::up("rvpx");
     lab.start_nginx("rs1", "rs1");
     lab.start_nginx("rs2", "rs2");
-    lab.exec("lvs1", &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"]);
+    lab.exec(
+        "lvs1",
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
     let sock = lab.dir.path().join("rvsd.sock");
     let sock_s = sock.to_string_lossy().to_string();
-    lab.spawn("lvs1", "rvsd", &[env!("CARGO_BIN_EXE_rvsd"), "--socket", &sock_s]);
+    lab.spawn(
+        "lvs1",
+        "rvsd",
+        &[env!("CARGO_BIN_EXE_rvsd"), "--socket", &sock_s],
+    );
     let c = Client::new(&sock);
     assert!(
         wait_for(Duration::from_secs(10), || c.call(&Command::GetInfo).ok()).is_some(),

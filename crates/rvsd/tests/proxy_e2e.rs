@@ -205,14 +205,14 @@ fn killed_backend_is_skipped_and_counted() {
         assert_eq!(get(vip(port)).as_deref(), Some("b"));
     }
     let drops: serde_json::Value = {
-        let (st, body) = d
-            .client()
-            .request("GET", "/v1/drops", b"")
-            .expect("drops");
+        let (st, body) = d.client().request("GET", "/v1/drops", b"").expect("drops");
         assert_eq!(st, 200);
         serde_json::from_slice(&body).expect("json")
     };
-    assert!(drops["connect_failed"].as_u64().unwrap_or(0) >= 1, "{drops}");
+    assert!(
+        drops["connect_failed"].as_u64().unwrap_or(0) >= 1,
+        "{drops}"
+    );
 }
 
 #[test]

@@ -158,7 +158,8 @@ pub struct KeepAlive(TcpStream);
 impl KeepAlive {
     pub fn open(addr: SocketAddr) -> KeepAlive {
         let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         KeepAlive(s)
     }
     pub fn get(&mut self) -> Option<String> {
@@ -177,7 +178,11 @@ impl KeepAlive {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let len: usize = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
                     .unwrap_or(0);
                 if body.len() >= len {
                     return Some(body[..len].trim().to_string());

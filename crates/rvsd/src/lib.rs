@@ -1,0 +1,8 @@
+//! rvsd as a library: the daemon's parts, so that tests (and the binary in
+//! `main.rs`) can assemble them. See docs/ARCHITECTURE.md.
+
+pub mod cli;
+pub mod control;
+pub mod convert;
+pub mod demo;
+pub mod state;
