@@ -212,3 +212,19 @@ pub fn error_to_api(e: &core::Error) -> api::ApiError {
     };
     api::ApiError::new(code, e.to_string())
 }
+
+/// keepalived's name for a virtual service in logs: `[198.18.0.100]:tcp:80`,
+/// `FWM 1`.
+pub fn svc_name(key: &api::ServiceKey) -> String {
+    match key {
+        api::ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => format!("[{addr}]:{}:{port}", protocol.name().to_ascii_lowercase()),
+        api::ServiceKey::Fwmark { mark, family } => match family {
+            api::Family::Inet => format!("FWM {mark}"),
+            api::Family::Inet6 => format!("FWM {mark} IPv6"),
+        },
+    }
+}

@@ -5,4 +5,6 @@ pub mod cli;
 pub mod control;
 pub mod convert;
 pub mod demo;
+pub mod keepalived;
+pub mod runtime;
 pub mod state;

@@ -4,7 +4,7 @@ use rvs_core::Ipvs;
 use rvs_dataplane::proxy::{ProxyEngine, ProxyOptions};
 use rvs_dataplane::{Engine, Shared};
 use rvsd::cli::{self, Args, LogFormat, Mode};
-use rvsd::{control, demo, state};
+use rvsd::{control, demo, runtime, state};
 use state::Daemon;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,10 +30,7 @@ fn main() -> ExitCode {
             println!("rvsd {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Mode::ConfigTest | Mode::DumpConfig => {
-            eprintln!("rvsd: keepalived configuration support is not built yet");
-            return ExitCode::from(1);
-        }
+        Mode::ConfigTest | Mode::DumpConfig => return config_test(&args),
         Mode::Run => {}
     }
     init_logging(&args);
@@ -62,8 +59,10 @@ fn init_logging(args: &Args) {
     use tracing_subscriber::EnvFilter;
     let default = if args.log_detail { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("RVS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => b.json().init(),
@@ -103,9 +102,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if args.config.is_some() {
-        warn!("keepalived configuration support is not built yet; starting with an empty table");
-    }
+    let ka = match &args.config {
+        Some(path) => {
+            let opts = load_options(&args);
+            let loaded = runtime::load(path, &opts)?;
+            for d in &loaded.diagnostics {
+                warn!("{d}");
+            }
+            Some(runtime::Runtime::start(
+                daemon.clone(),
+                path.clone(),
+                opts,
+                &loaded,
+            ))
+        }
+        None => None,
+    };
     if args.demo {
         demo::start(&daemon, args.demo_port, &socket).await?;
     }
@@ -120,10 +132,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(timers(shared.clone(), stop.clone()));
     info!(socket = %socket.display(), engine = engine.name(), "rvsd started");
 
-    wait_for_stop().await;
+    while let Sig::Reload = wait_for_signal().await {
+        match &ka {
+            Some(k) => k.reload(),
+            None => info!("SIGHUP: no configuration file (-f) to reload"),
+        }
+    }
     info!("rvsd stopping");
+    if let Some(k) = &ka {
+        k.shutdown();
+    }
+    daemon.stop();
     stop.cancel();
-    engine.shutdown();
     let _ = server.await;
     Ok(())
 }
@@ -149,17 +169,58 @@ async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-async fn wait_for_stop() {
+enum Sig {
+    Stop,
+    Reload,
+}
+
+async fn wait_for_signal() -> Sig {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         let _ = tokio::signal::ctrl_c().await;
-        return;
+        return Sig::Stop;
     };
     tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+        _ = term.recv() => Sig::Stop,
+        _ = int.recv() => Sig::Stop,
+        _ = hup.recv() => Sig::Reload,
+    }
+}
+
+fn load_options(args: &Args) -> rvs_config::LoadOptions {
+    rvs_config::LoadOptions {
+        config_id: args.config_id.clone(),
+        ..Default::default()
+    }
+}
+
+/// `rvsd -t -f FILE` (keepalived's exit status) and `--dump-config`.
+fn config_test(args: &Args) -> ExitCode {
+    let Some(path) = &args.config else {
+        return ExitCode::from(2);
+    };
+    match rvs_config::load(path, &load_options(args)) {
+        Ok(loaded) => {
+            runtime::print_diagnostics(&loaded);
+            if args.mode == Mode::DumpConfig {
+                match serde_json::to_string_pretty(&loaded.config) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("rvsd: cannot encode the configuration: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+                return ExitCode::SUCCESS;
+            }
+            ExitCode::from(loaded.config_test_exit_code().clamp(0, 255) as u8)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.config_test_exit_code().clamp(0, 255) as u8)
+        }
     }
 }

@@ -15,6 +15,7 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     pub engine: Arc<dyn Engine>,
     pub sync_daemons: Mutex<Vec<DaemonInfo>>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -23,6 +24,7 @@ impl Daemon {
             shared,
             engine,
             sync_daemons: Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -84,7 +86,7 @@ impl Daemon {
             Command::AddService { spec } => {
                 let conf = service_to_core(&spec);
                 self.shared.ipvs.lock().add_service(now, &conf).map_err(e)?;
-                info!(service = ?spec.key, scheduler = %spec.scheduler, "service added");
+                info!(service = %svc_name(&spec.key), scheduler = %spec.scheduler, "service added");
                 Ok(Reply::Ok)
             }
             Command::EditService { spec } => {
@@ -94,7 +96,7 @@ impl Daemon {
                     .lock()
                     .edit_service(now, &conf)
                     .map_err(e)?;
-                info!(service = ?spec.key, scheduler = %spec.scheduler, "service edited");
+                info!(service = %svc_name(&spec.key), scheduler = %spec.scheduler, "service edited");
                 Ok(Reply::Ok)
             }
             Command::DelService { key } => {
@@ -103,7 +105,7 @@ impl Daemon {
                     .lock()
                     .del_service(now, &key_to_core(&key))
                     .map_err(e)?;
-                info!(service = ?key, "service deleted");
+                info!(service = %svc_name(&key), "service deleted");
                 Ok(Reply::Ok)
             }
             Command::Flush => {
@@ -118,7 +120,7 @@ impl Daemon {
                     .lock()
                     .add_dest(now, &key_to_core(&service), &d)
                     .map_err(e)?;
-                info!(service = ?service, rs = %SocketAddr::new(dest.addr, dest.port), weight = dest.weight, "destination added");
+                info!(service = %svc_name(&service), rs = %SocketAddr::new(dest.addr, dest.port), weight = dest.weight, "destination added");
                 Ok(Reply::Ok)
             }
             Command::EditDest { service, dest } => {
@@ -128,7 +130,7 @@ impl Daemon {
                     .lock()
                     .edit_dest(now, &key_to_core(&service), &d)
                     .map_err(e)?;
-                info!(service = ?service, rs = %SocketAddr::new(dest.addr, dest.port), weight = dest.weight, "destination edited");
+                info!(service = %svc_name(&service), rs = %SocketAddr::new(dest.addr, dest.port), weight = dest.weight, "destination edited");
                 Ok(Reply::Ok)
             }
             Command::DelDest {
@@ -141,7 +143,7 @@ impl Daemon {
                     .lock()
                     .del_dest(now, &key_to_core(&service), addr, port)
                     .map_err(e)?;
-                info!(service = ?service, rs = %SocketAddr::new(addr, port), "destination deleted");
+                info!(service = %svc_name(&service), rs = %SocketAddr::new(addr, port), "destination deleted");
                 Ok(Reply::Ok)
             }
             Command::Zero { service } => {
@@ -178,8 +180,18 @@ impl Daemon {
         }
     }
 
+    /// Shut the data plane down; later table changes no longer open listeners.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.engine.shutdown();
+    }
+
     /// Make the engine serve exactly the table's address services.
     pub fn reconcile(&self) {
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let wanted: Vec<ListenKey> = {
             let t = self.shared.ipvs.lock();
             let mut v: Vec<ListenKey> = t
