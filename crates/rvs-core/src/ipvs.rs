@@ -436,7 +436,9 @@ impl Ipvs {
             d.excluded = false;
         }
         if self.trash.is_empty() {
-            self.trash_timer = Some(Time::from_millis(now.as_millis() + TRASH_PERIOD_MS / 2));
+            self.trash_timer = Some(Time::from_millis(
+                now.as_millis().saturating_add(TRASH_PERIOD_MS / 2),
+            ));
         }
         self.trash.push(did);
     }
@@ -752,7 +754,7 @@ impl Ipvs {
             return Some(idx);
         }
         let fire = Time::from_millis(c.expires);
-        if self.expire_entry_at(now, fire, now.as_millis() + 1, idx, false) {
+        if self.expire_entry_at(now, fire, now.as_millis().saturating_add(1), idx, false) {
             None
         } else {
             Some(idx)
@@ -774,6 +776,20 @@ impl Ipvs {
                 let resched = (self.sysctl.expire_nodest_conn && c.dest != NIL && dest_w0)
                     || (self.sysctl.conn_reuse_mode != 0 && self.is_new_conn_expected(&c));
                 if resched {
+                    if c.n_control == 0 {
+                        self.expire_entry(now, idx, false);
+                    }
+                    cp = None;
+                }
+            }
+        }
+        // rvs extension: a caller retrying after a failed connect() passes the
+        // failed destination in `exclude`; an entry bound to an excluded
+        // destination is dropped and the packet scheduled anew.
+        if let (false, Some(idx)) = (exclude.is_empty(), cp) {
+            if let Some(c) = self.conns.get(idx) {
+                let daddr = ip_from16(&c.daddr, c.flags & F_DV6 != 0);
+                if exclude.iter().any(|&(a, p)| a == daddr && p == c.dport) {
                     if c.n_control == 0 {
                         self.expire_entry(now, idx, false);
                     }
@@ -820,38 +836,76 @@ impl Ipvs {
         }
     }
 
-    /// Steps 8-12 of ip_vs_in for an entry we have.
+    /// Steps 8-12 of ip_vs_in for an entry we have (stats, state, in_pkts,
+    /// timer re-arm), with one borrow of the entry and of its dest.
     fn packet_in(&mut self, now: Time, idx: u32, pkt: &Packet, created: bool) -> Verdict {
-        let Some(c) = self.conns.get(idx) else {
+        let secure = self.sysctl.secure_tcp;
+        let Ipvs {
+            conns,
+            dests,
+            svcs,
+            total,
+            tcp_timeouts,
+            udp_timeout,
+            ..
+        } = self;
+        let Some(c) = conns.get_mut(idx) else {
             return Verdict::Drop(DropReason::NoMemory);
         };
-        let did = c.dest;
-        self.count_stats(did, pkt.len, true);
-        self.set_state(idx, Dir::In, pkt.tcp_flags);
-        let Some(c) = self.conns.get_mut(idx) else {
-            return Verdict::Drop(DropReason::NoMemory);
-        };
+        let mut d = dests.get_mut(c.dest);
+        // ip_vs_in_stats
+        if let Some(d) = d.as_deref_mut() {
+            if d.available {
+                let len = pkt.len as u64;
+                d.stats.inpkts = d.stats.inpkts.wrapping_add(1);
+                d.stats.inbytes = d.stats.inbytes.wrapping_add(len);
+                if let Some(s) = d
+                    .svc
+                    .and_then(|sid| svcs.get_mut(sid as usize))
+                    .and_then(|s| s.as_mut())
+                {
+                    s.stats.inpkts = s.stats.inpkts.wrapping_add(1);
+                    s.stats.inbytes = s.stats.inbytes.wrapping_add(len);
+                }
+                total.inpkts = total.inpkts.wrapping_add(1);
+                total.inbytes = total.inbytes.wrapping_add(len);
+            }
+        }
+        let tun = d
+            .as_deref()
+            .map_or((TunType::Ipip, 0, TunCsum::NoCsum), |d| {
+                (d.conf.tun_type, d.conf.tun_port, d.conf.tun_flags)
+            });
+        let assure = transition(
+            c,
+            d,
+            Dir::In,
+            pkt.tcp_flags,
+            secure,
+            tcp_timeouts,
+            *udp_timeout,
+        );
         c.in_pkts = c.in_pkts.wrapping_add(1);
-        let c = *c;
-        let (tun, fwd) = match self.dests.get(did) {
-            Some(d) => (
-                (d.conf.tun_type, d.conf.tun_port, d.conf.tun_flags),
-                d.conf.fwd,
-            ),
-            None => (
-                (TunType::Ipip, 0, TunCsum::NoCsum),
-                FwdMethod::from_value((c.flags & F_FWD_MASK) as u32).unwrap_or(FwdMethod::Masq),
-            ),
-        };
-        let fwd = FwdMethod::from_value((c.flags & F_FWD_MASK) as u32).unwrap_or(fwd);
+        let fwd = FwdMethod::from_value((c.flags & F_FWD_MASK) as u32).unwrap_or(FwdMethod::Masq);
         let dest = SocketAddr::new(ip_from16(&c.daddr, c.flags & F_DV6 != 0), c.dport);
-        let conn = if c.flags & F_ONE_PACKET != 0 {
-            // ip_vs_conn_put on a ONE_PACKET conn: expires immediately
+        let one_packet = c.flags & F_ONE_PACKET != 0;
+        let gen = c.gen;
+        // ip_vs_conn_put
+        c.expires = now.plus_secs(c.timeout as u64).as_millis();
+        let tick = c.expires / 1000;
+        let rearm = !one_packet && tick < c.armed as u64;
+        if rearm {
+            conns.arm(idx, tick);
+        }
+        if let Some(control) = assure {
+            self.assure_ct(control);
+        }
+        let conn = if one_packet {
+            // a ONE_PACKET conn expires as soon as it is put
             self.expire_entry(now, idx, false);
             ConnRef::NONE
         } else {
-            self.conn_put(now, idx);
-            ConnRef { idx, gen: c.gen }
+            ConnRef { idx, gen }
         };
         Verdict::Forward {
             conn,
@@ -859,6 +913,57 @@ impl Ipvs {
             fwd,
             tun,
             created,
+        }
+    }
+
+    /// Fast path for a caller that already holds the connection's handle
+    /// (e.g. the proxy engine relaying bytes of an accepted connection):
+    /// the same per-packet work as [`Ipvs::process`] for an existing entry
+    /// (stats, state transition, timer re-arm) without the tuple lookup.
+    /// Returns `NotOurs` if the handle is stale or the entry has expired,
+    /// and applies the deleted-destination rule (Drop, or expire with
+    /// expire_nodest_conn) like ip_vs_in.
+    pub fn process_conn(
+        &mut self,
+        now: Time,
+        conn: ConnRef,
+        dir: Dir,
+        tcp_flags: TcpFlags,
+        len: u32,
+    ) -> Verdict {
+        let Some(c) = self
+            .conns
+            .get(conn.idx)
+            .filter(|c| c.gen == conn.gen && !c.is_template())
+        else {
+            return Verdict::NotOurs;
+        };
+        let (dest, proto, v6) = (c.dest, c.proto, c.v6());
+        let (caddr, cport, vaddr, vport) = (c.caddr, c.cport, c.vaddr, c.vport);
+        let Some(idx) = self.check_expired(now, conn.idx) else {
+            return Verdict::NotOurs;
+        };
+        let pkt = Packet {
+            fwmark: 0,
+            proto: Protocol::from_number(proto).unwrap_or(Protocol::Tcp),
+            src: SocketAddr::new(ip_from16(&caddr, v6), cport),
+            dst: SocketAddr::new(ip_from16(&vaddr, v6), vport),
+            tcp_flags,
+            len,
+            dir,
+        };
+        match dir {
+            Dir::In => {
+                if dest != NIL && !self.dests.get(dest).is_some_and(|d| d.available) {
+                    if self.sysctl.expire_nodest_conn {
+                        self.expire_entry(now, idx, false);
+                        return Verdict::NotOurs;
+                    }
+                    return Verdict::Drop(DropReason::DestUnavailable);
+                }
+                self.packet_in(now, idx, &pkt, false)
+            }
+            Dir::Out => self.packet_out(now, idx, &pkt),
         }
     }
 
@@ -882,6 +987,11 @@ impl Ipvs {
         let Some(idx) = found.and_then(|i| self.check_expired(now, i)) else {
             return Verdict::NotOurs;
         };
+        self.packet_out(now, idx, pkt)
+    }
+
+    /// ip_vs_out for a matched entry: stats, OUTPUT transition, re-arm.
+    fn packet_out(&mut self, now: Time, idx: u32, pkt: &Packet) -> Verdict {
         let Some(c) = self.conns.get(idx) else {
             return Verdict::NotOurs;
         };
@@ -911,11 +1021,11 @@ impl Ipvs {
         let sid = d.svc;
         let bump = |s: &mut Stats| {
             if inbound {
-                s.inpkts += 1;
-                s.inbytes += len as u64;
+                s.inpkts = s.inpkts.wrapping_add(1);
+                s.inbytes = s.inbytes.wrapping_add(len as u64);
             } else {
-                s.outpkts += 1;
-                s.outbytes += len as u64;
+                s.outpkts = s.outpkts.wrapping_add(1);
+                s.outbytes = s.outbytes.wrapping_add(len as u64);
             }
         };
         bump(&mut d.stats);
@@ -933,77 +1043,17 @@ impl Ipvs {
         let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
-        let old = c.state;
-        let (new, active_new) = match Protocol::from_number(c.proto) {
-            Some(Protocol::Tcp) => {
-                let mut off = if dir == Dir::In {
-                    proto::DIR_INPUT
-                } else {
-                    proto::DIR_OUTPUT
-                };
-                if c.flags & F_NOOUTPUT != 0 {
-                    if dir == Dir::Out {
-                        c.flags &= !F_NOOUTPUT;
-                    } else {
-                        off = proto::DIR_INPUT_ONLY;
-                    }
-                }
-                let new = proto::tcp_next(secure, off, flags, old);
-                c.state = new;
-                c.timeout = self.tcp_timeouts[new as usize];
-                (new, proto::tcp_state_active(new))
-            }
-            Some(Protocol::Udp) => {
-                c.timeout = self.udp_timeout;
-                let control = c.control;
-                if dir == Dir::Out {
-                    self.assure_ct(control);
-                }
-                return;
-            }
-            Some(Protocol::Sctp) => {
-                let mut d = if dir == Dir::In { 0 } else { 1 };
-                if c.flags & F_NOOUTPUT != 0 {
-                    if dir == Dir::Out {
-                        c.flags &= !F_NOOUTPUT;
-                    } else {
-                        d = 2;
-                    }
-                }
-                let new = proto::sctp_next(d, flags.0, old);
-                c.state = new;
-                c.timeout = proto::SCTP_TIMEOUTS[new as usize];
-                (new, new == proto::SCTP_ESTABLISHED)
-            }
-            None => return,
-        };
-        if new == old {
-            return;
-        }
-        let did = c.dest;
-        let inactive = c.flags & F_INACTIVE != 0;
-        let control = c.control;
-        if did != NIL {
-            if !inactive && !active_new {
-                c.flags |= F_INACTIVE;
-                if let Some(d) = self.dests.get_mut(did) {
-                    d.activeconns = d.activeconns.saturating_sub(1);
-                    d.inactconns += 1;
-                }
-            } else if inactive && active_new {
-                c.flags &= !F_INACTIVE;
-                if let Some(d) = self.dests.get_mut(did) {
-                    d.activeconns += 1;
-                    d.inactconns = d.inactconns.saturating_sub(1);
-                }
-            }
-        }
-        let established = match Protocol::from_number(self.conns.get(idx).map_or(0, |c| c.proto)) {
-            Some(Protocol::Tcp) => new == proto::TCP_ESTABLISHED,
-            Some(Protocol::Sctp) => new == proto::SCTP_ESTABLISHED,
-            _ => false,
-        };
-        if established {
+        let d = self.dests.get_mut(c.dest);
+        let assure = transition(
+            c,
+            d,
+            dir,
+            flags,
+            secure,
+            &self.tcp_timeouts,
+            self.udp_timeout,
+        );
+        if let Some(control) = assure {
             self.assure_ct(control);
         }
     }
@@ -1163,7 +1213,9 @@ impl Ipvs {
             )
         };
         if has_lblc.1 && self.gc_timer.is_none() {
-            self.gc_timer = Some(Time::from_millis(now.as_millis() + GC_INTERVAL_MS));
+            self.gc_timer = Some(Time::from_millis(
+                now.as_millis().saturating_add(GC_INTERVAL_MS),
+            ));
         }
         has_lblc.0
     }
@@ -1289,7 +1341,7 @@ impl Ipvs {
             c.control = ct;
         }
         if let Some(t) = self.conns.get_mut(ct) {
-            t.n_control += 1;
+            t.n_control = t.n_control.saturating_add(1);
         }
         self.conn_put(now, ct);
         self.conn_stats(did);
@@ -1327,13 +1379,13 @@ impl Ipvs {
         let Some(d) = self.dests.get_mut(did) else {
             return;
         };
-        d.stats.conns += 1;
+        d.stats.conns = d.stats.conns.wrapping_add(1);
         if let Some(sid) = d.svc {
             if let Some(s) = self.svcs.get_mut(sid as usize).and_then(|s| s.as_mut()) {
-                s.stats.conns += 1;
+                s.stats.conns = s.stats.conns.wrapping_add(1);
             }
         }
-        self.total.conns += 1;
+        self.total.conns = self.total.conns.wrapping_add(1);
     }
 
     /// ip_vs_conn_new + ip_vs_bind_dest + hash.
@@ -1385,13 +1437,15 @@ impl Ipvs {
         let idx = self.conns.alloc(c)?;
         // bind_dest
         if let Some(d) = self.dests.get_mut(did) {
-            d.refcnt += 1;
+            d.refcnt = d.refcnt.saturating_add(1);
             if extra & F_TEMPLATE != 0 {
-                d.persistconns += 1;
+                d.persistconns = d.persistconns.saturating_add(1);
             } else {
-                d.inactconns += 1;
+                d.inactconns = d.inactconns.saturating_add(1);
             }
-            if d.conf.u_threshold != 0 && d.activeconns + d.inactconns >= d.conf.u_threshold {
+            if d.conf.u_threshold != 0
+                && d.activeconns.saturating_add(d.inactconns) >= d.conf.u_threshold
+            {
                 d.overload = true;
             }
         }
@@ -1427,9 +1481,10 @@ impl Ipvs {
             // expire_later: +60 s (possibly several periods if we are late)
             let fire = fire.min(now).as_millis();
             let period = EXPIRE_LATER as u64 * 1000;
-            let mut next = fire + period;
+            let mut next = fire.saturating_add(period);
             if next < floor_ms {
-                next = fire + period * (floor_ms - fire).div_ceil(period);
+                next =
+                    fire.saturating_add(period.saturating_mul((floor_ms - fire).div_ceil(period)));
             }
             if let Some(e) = self.conns.get_mut(idx) {
                 e.timeout = EXPIRE_LATER;
@@ -1451,7 +1506,7 @@ impl Ipvs {
             } else {
                 d.activeconns = d.activeconns.saturating_sub(1);
             }
-            let total = d.activeconns + d.inactconns;
+            let total = d.activeconns.saturating_add(d.inactconns);
             if d.conf.l_threshold != 0 {
                 if total < d.conf.l_threshold {
                     d.overload = false;
@@ -1547,8 +1602,9 @@ impl Ipvs {
                         any = true;
                     }
                 }
-                self.gc_timer =
-                    any.then(|| Time::from_millis(gt.as_millis() + GC_INTERVAL_MS).max(now));
+                self.gc_timer = any.then(|| {
+                    Time::from_millis(gt.as_millis().saturating_add(GC_INTERVAL_MS)).max(now)
+                });
             }
         }
     }
@@ -1597,7 +1653,7 @@ impl Ipvs {
                 continue;
             }
             match d.idle_start {
-                Some(s) if now.as_millis() >= s.as_millis() + TRASH_PERIOD_MS => {
+                Some(s) if now.as_millis() >= s.as_millis().saturating_add(TRASH_PERIOD_MS) => {
                     self.dests.remove(id);
                 }
                 Some(_) => keep.push(id),
@@ -1611,7 +1667,9 @@ impl Ipvs {
         self.trash_timer = if self.trash.is_empty() {
             None
         } else {
-            Some(Time::from_millis(now.as_millis() + TRASH_PERIOD_MS / 2))
+            Some(Time::from_millis(
+                now.as_millis().saturating_add(TRASH_PERIOD_MS / 2),
+            ))
         };
     }
 
@@ -1632,6 +1690,85 @@ impl Ipvs {
         self.total_est.sample(&self.total);
     }
 }
+
+/// The protocol state machine step for one packet (set_tcp_state,
+/// udp_state_transition, set_sctp_state), moving the dest between
+/// activeconns and inactconns when the state changes. Returns the
+/// controlling template to mark ASSURED, if any.
+#[inline]
+fn transition(
+    c: &mut Conn,
+    d: Option<&mut Dest>,
+    dir: Dir,
+    flags: TcpFlags,
+    secure: bool,
+    tcp_timeouts: &[u32; proto::TCP_NUM_STATES],
+    udp_timeout: u32,
+) -> Option<u32> {
+    let old = c.state;
+    let (new, active_new, established) = match c.proto {
+        6 => {
+            let mut off = if dir == Dir::In {
+                proto::DIR_INPUT
+            } else {
+                proto::DIR_OUTPUT
+            };
+            if c.flags & F_NOOUTPUT != 0 {
+                if dir == Dir::Out {
+                    c.flags &= !F_NOOUTPUT;
+                } else {
+                    off = proto::DIR_INPUT_ONLY;
+                }
+            }
+            let new = proto::tcp_next(secure, off, flags, old);
+            c.state = new;
+            c.timeout = tcp_timeouts[new as usize];
+            (
+                new,
+                proto::tcp_state_active(new),
+                new == proto::TCP_ESTABLISHED,
+            )
+        }
+        17 => {
+            c.timeout = udp_timeout;
+            return (dir == Dir::Out && c.control != NIL).then_some(c.control);
+        }
+        132 => {
+            let mut di = if dir == Dir::In { 0 } else { 1 };
+            if c.flags & F_NOOUTPUT != 0 {
+                if dir == Dir::Out {
+                    c.flags &= !F_NOOUTPUT;
+                } else {
+                    di = 2;
+                }
+            }
+            let new = proto::sctp_next(di, flags.0, old);
+            c.state = new;
+            c.timeout = proto::SCTP_TIMEOUTS[new as usize];
+            let est = new == proto::SCTP_ESTABLISHED;
+            (new, est, est)
+        }
+        _ => return None,
+    };
+    if new == old {
+        return None;
+    }
+    if let Some(d) = d {
+        let inactive = c.flags & F_INACTIVE != 0;
+        if !inactive && !active_new {
+            c.flags |= F_INACTIVE;
+            d.activeconns = d.activeconns.saturating_sub(1);
+            d.inactconns = d.inactconns.saturating_add(1);
+        } else if inactive && active_new {
+            c.flags &= !F_INACTIVE;
+            d.activeconns = d.activeconns.saturating_add(1);
+            d.inactconns = d.inactconns.saturating_sub(1);
+        }
+    }
+    (established && c.control != NIL).then_some(c.control)
+}
+
+mod ext;
 
 #[cfg(test)]
 mod tests;

@@ -57,7 +57,7 @@ mod types;
 
 pub use hash::hsiphash_u32;
 pub use ipvs::{ConnView, DestView, Ipvs, ServiceView, MAX_TIMEOUT};
-pub use sched::{maglev_build, MH_TAB_SIZE, SCHEDULER_NAMES};
+pub use sched::{maglev_build, MAGLEV_NONE, MH_TAB_SIZE, SCHEDULER_NAMES};
 pub use time::Time;
 pub use types::*;
 

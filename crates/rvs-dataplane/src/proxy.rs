@@ -325,7 +325,7 @@ async fn connect_upstream(
         let now = shared.now();
         let mut t = shared.ipvs.lock();
         let _ = t.process(now, &syn_packet(client, vip, TcpFlags::RST), &[]);
-        // TODO(lead): t.expire_conn(now, Protocol::Tcp, client, vip);
+        t.expire_conn(now, Protocol::Tcp, client, vip);
     }
     DropCounters::inc(&shared.drops.connect_gave_up);
     None

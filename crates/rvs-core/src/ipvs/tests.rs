@@ -1116,3 +1116,152 @@ fn long_idle_gap_in_handle_timeout() {
     v.handle_timeout(Time::from_secs(86400 * 3));
     assert_eq!(v.conn_count(), 0);
 }
+
+#[test]
+fn extreme_times_do_not_panic() {
+    let mut v = Ipvs::new();
+    v.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "lblc").persistent(u32::MAX),
+    )
+    .unwrap();
+    v.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(A), 80, FwdMethod::Masq, 1),
+    )
+    .unwrap();
+    for t in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+        let now = Time::from_millis(t);
+        v.process(now, &pkt("203.0.113.7", 1, TcpFlags::SYN, Dir::In), &[]);
+        v.handle_timeout(now);
+        v.estimate(now);
+        let _ = v.connections(now);
+        let _ = v.poll_timeout();
+    }
+    v.del_dest(Time::from_millis(u64::MAX), &tcp_key(), ip(A), 80)
+        .unwrap();
+    v.handle_timeout(Time::from_millis(u64::MAX));
+}
+
+#[test]
+fn process_conn_fast_path() {
+    let mut v = setup("rr", &[(A, 1)], FwdMethod::Masq);
+    let Verdict::Forward { conn, .. } = v.process(
+        Time::ZERO,
+        &pkt("203.0.113.7", 9, TcpFlags::SYN, Dir::In),
+        &[],
+    ) else {
+        panic!()
+    };
+    let r = v.process_conn(
+        Time::ZERO,
+        conn,
+        Dir::Out,
+        TcpFlags::SYN | TcpFlags::ACK,
+        60,
+    );
+    assert!(matches!(r, Verdict::Reply { .. }));
+    let r = v.process_conn(Time::ZERO, conn, Dir::In, TcpFlags::ACK, 52);
+    assert!(matches!(r, Verdict::Forward { created: false, .. }));
+    assert_eq!(v.conn(Time::ZERO, conn).unwrap().state_name, "ESTABLISHED");
+    let st = v.total_stats();
+    assert_eq!(
+        (st.inpkts, st.outpkts, st.inbytes, st.outbytes),
+        (2, 1, 112, 60)
+    );
+    v.handle_timeout(Time::from_secs(900));
+    assert_eq!(
+        v.process_conn(Time::from_secs(900), conn, Dir::In, TcpFlags::ACK, 1),
+        Verdict::NotOurs
+    );
+    assert!(v.conn(Time::from_secs(900), conn).is_none());
+}
+
+#[test]
+fn sctp_association_counts_active_only_when_established() {
+    let key = SvcKey::Addr {
+        proto: Protocol::Sctp,
+        addr: ip(VIP),
+        port: 5000,
+    };
+    let mut v = Ipvs::new();
+    v.add_service(Time::ZERO, &ServiceConf::new(key, "rr"))
+        .unwrap();
+    v.add_dest(
+        Time::ZERO,
+        &key,
+        &DestConf::new(ip(A), 5000, FwdMethod::Masq, 1),
+    )
+    .unwrap();
+    let mk = |chunk: u8, dir: Dir| {
+        let (src, dst) = match dir {
+            Dir::In => (sa("203.0.113.3", 7000), sa(VIP, 5000)),
+            Dir::Out => (sa(A, 5000), sa("203.0.113.3", 7000)),
+        };
+        Packet {
+            fwmark: 0,
+            proto: Protocol::Sctp,
+            src,
+            dst,
+            tcp_flags: TcpFlags::sctp_chunk(chunk),
+            len: 80,
+            dir,
+        }
+    };
+    // DATA without an association is not scheduled (no sloppy_sctp)
+    assert_eq!(
+        v.process(Time::ZERO, &mk(0, Dir::In), &[]),
+        Verdict::NotOurs
+    );
+    let steps: &[(u8, Dir, &str, u64, u32, u32)] = &[
+        (1, Dir::In, "INIT1", 4, 0, 1),
+        (2, Dir::Out, "C-SENT", 61, 0, 1),
+        (10, Dir::In, "C-REPLIED", 61, 0, 1),
+        (11, Dir::Out, "ESTABLISHED", 900, 1, 0),
+        (0, Dir::In, "ESTABLISHED", 900, 1, 0),
+        (7, Dir::In, "S-RECEIVED", 61, 0, 1),
+        (8, Dir::Out, "S-ACK-SENT", 61, 0, 1),
+        (14, Dir::In, "CLOSED", 61, 0, 1),
+    ];
+    for &(chunk, dir, state, exp, act, inact) in steps {
+        let r = v.process(Time::ZERO, &mk(chunk, dir), &[]);
+        assert!(
+            !matches!(r, Verdict::NotOurs | Verdict::NoDest),
+            "{state}: {r:?}"
+        );
+        let c = &v.connections(Time::ZERO)[0];
+        assert_eq!(
+            (c.proto_name, c.state_name, c.expires_secs),
+            ("SCTP", state, exp)
+        );
+        let d = v.service(&key).unwrap().dest(ip(A), 5000).unwrap();
+        assert_eq!((d.active_conns(), d.inact_conns()), (act, inact), "{state}");
+    }
+}
+
+#[test]
+fn proxy_retry_with_exclude_replaces_existing_entry() {
+    let mut v = setup("rr", &[(A, 1), (B, 1)], FwdMethod::Masq);
+    let syn = pkt("203.0.113.7", 3000, TcpFlags::SYN, Dir::In);
+    let Verdict::Forward { dest, .. } = v.process(Time::ZERO, &syn, &[]) else {
+        panic!()
+    };
+    assert_eq!(dest.ip(), ip(B));
+    // connect() to B failed: same SYN again with B excluded
+    let r = v.process(Time::ZERO, &syn, &[(ip(B), 80)]);
+    assert!(
+        matches!(r, Verdict::Forward { dest, created: true, .. } if dest.ip() == ip(A)),
+        "{r:?}"
+    );
+    assert_eq!(v.conn_count(), 1);
+    let s = v.service(&tcp_key()).unwrap();
+    assert_eq!(
+        s.dest(ip(B), 80).unwrap().active_conns() + s.dest(ip(B), 80).unwrap().inact_conns(),
+        0
+    );
+    assert_eq!(s.dest(ip(A), 80).unwrap().active_conns(), 1);
+    // without exclude the existing entry is kept
+    let r = v.process(Time::ZERO, &syn, &[]);
+    assert!(matches!(r, Verdict::Forward { dest, created: false, .. } if dest.ip() == ip(A)));
+}

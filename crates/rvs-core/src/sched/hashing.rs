@@ -158,15 +158,19 @@ pub(crate) fn mh_hashkey(addr: IpAddr, port: u16, key: u64, offset: u32) -> u32 
     hsiphash_u32(v, key, key)
 }
 
+/// Empty slot marker in a [`maglev_build`] table.
+pub const MAGLEV_NONE: u32 = u32::MAX;
+
 /// Builds a Maglev lookup table of size `m` (a prime) exactly as
 /// ip_vs_mh_permutate + ip_vs_mh_populate do. `members` are
 /// (addr, port, last_weight) in list order; the result holds indices into
-/// `members`. Returns None if `members.len() > m`.
-pub fn maglev_build(m: usize, members: &[(IpAddr, u16, i32)]) -> Option<Vec<Option<u32>>> {
-    if members.len() > m || m < 2 {
+/// `members` ([`MAGLEV_NONE`] where no member has a weight). Returns None if
+/// `members.len() > m` (the kernel's -EINVAL) or `m < 2`.
+pub fn maglev_build(m: usize, members: &[(IpAddr, u16, i32)]) -> Option<Vec<u32>> {
+    if members.len() > m || m < 2 || m > u32::MAX as usize / 2 {
         return None;
     }
-    let mut table: Vec<Option<u32>> = vec![None; m];
+    let mut table: Vec<u32> = vec![MAGLEV_NONE; m];
     // gcd of positive last_weights
     let mut g: i64 = 0;
     let mut maxw: i64 = 0;
@@ -204,9 +208,11 @@ pub fn maglev_build(m: usize, members: &[(IpAddr, u16, i32)]) -> Option<Vec<Opti
             }
         })
         .collect();
+    // occupancy bitmap (8 KiB for M = 65537: stays in L1 while probing)
     let mut used = vec![0u64; m.div_ceil(64)];
     let mut n = 0usize;
     let mut dt_count = 0i64;
+    let m32 = m as u32;
     let nd = ds.len();
     'outer: loop {
         let mut i = 0usize;
@@ -218,16 +224,14 @@ pub fn maglev_build(m: usize, members: &[(IpAddr, u16, i32)]) -> Option<Vec<Opti
                 continue;
             }
             progressed = true;
-            let mut c = s.perm as usize;
-            while used[c >> 6] & (1u64 << (c & 63)) != 0 {
-                s.perm += s.skip;
-                if s.perm as usize >= m {
-                    s.perm -= m as u32;
-                }
-                c = s.perm as usize;
+            let (mut perm, skip) = (s.perm, s.skip);
+            while used[(perm >> 6) as usize] & (1u64 << (perm & 63)) != 0 {
+                let p = perm + skip;
+                perm = if p >= m32 { p - m32 } else { p };
             }
-            used[c >> 6] |= 1u64 << (c & 63);
-            table[c] = Some(i as u32);
+            s.perm = perm;
+            used[(perm >> 6) as usize] |= 1u64 << (perm & 63);
+            table[perm as usize] = i as u32;
             n += 1;
             if n == m {
                 break 'outer;
@@ -274,7 +278,7 @@ impl MhTable {
         if let Some(t) = maglev_build(MH_TAB_SIZE, &members) {
             self.lookup = t
                 .into_iter()
-                .map(|s| s.and_then(|i| list.get(i as usize).copied()))
+                .map(|i| list.get(i as usize).copied())
                 .collect();
         }
     }

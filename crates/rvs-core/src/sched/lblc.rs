@@ -84,7 +84,7 @@ fn check_expire_common<E>(
         return;
     }
     if tab.len() <= MAX_SIZE {
-        *counter += 1;
+        *counter = counter.wrapping_add(1);
         return;
     }
     let mut goal = ((tab.len() - MAX_SIZE) * 4 / 3).min(MAX_SIZE / 2);

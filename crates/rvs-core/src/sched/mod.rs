@@ -16,7 +16,7 @@ use crate::hash::Rng;
 use crate::time::Time;
 use crate::types::Protocol;
 
-pub use hashing::{maglev_build, MH_TAB_SIZE};
+pub use hashing::{maglev_build, MAGLEV_NONE, MH_TAB_SIZE};
 pub(crate) use hashing::{DhTable, MhTable, ShTable};
 pub(crate) use lblc::{Lblc, Lblcr};
 
