@@ -11,7 +11,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// rvsd is not reachable at the socket path.
-    #[error("cannot connect to rvsd at {path} (is rvsd running? start it with: rvsd -f FILE): {source}")]
+    #[error(
+        "cannot connect to rvsd at {path} (is rvsd running? start it with: rvsd -f FILE): {source}"
+    )]
     Connect {
         path: PathBuf,
         #[source]
@@ -65,10 +67,9 @@ impl Client {
         } else {
             match serde_json::from_slice::<ApiError>(&resp) {
                 Ok(e) => Err(ClientError::Api(e)),
-                Err(_) => Err(self.proto(format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&resp)
-                ))),
+                Err(_) => {
+                    Err(self.proto(format!("HTTP {status}: {}", String::from_utf8_lossy(&resp))))
+                }
             }
         }
     }

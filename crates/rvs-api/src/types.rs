@@ -58,8 +58,14 @@ pub enum ServiceKey {
 impl ServiceKey {
     pub fn family(&self) -> Family {
         match self {
-            ServiceKey::Addr { addr: IpAddr::V4(_), .. } => Family::Inet,
-            ServiceKey::Addr { addr: IpAddr::V6(_), .. } => Family::Inet6,
+            ServiceKey::Addr {
+                addr: IpAddr::V4(_),
+                ..
+            } => Family::Inet,
+            ServiceKey::Addr {
+                addr: IpAddr::V6(_),
+                ..
+            } => Family::Inet6,
             ServiceKey::Fwmark { family, .. } => *family,
         }
     }
@@ -333,10 +339,21 @@ pub enum Command {
         #[serde(default)]
         syncid: u8,
     },
+    /// Health-check state of every real server and checker (`rvsadm --checks`).
+    ListChecks,
+    /// VRRP instances: state, priority, master, counters (`rvsadm --vrrp`).
+    ListVrrp,
+}
+
+/// A status view: rendered text plus the same data as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub text: String,
+    pub data: serde_json::Value,
 }
 
 /// Successful answer to a [`Command`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", content = "data", rename_all = "snake_case")]
 pub enum Reply {
     Ok,
@@ -346,6 +363,7 @@ pub enum Reply {
     Connections(Vec<ConnInfo>),
     Timeouts(Timeouts),
     Daemons(Vec<DaemonInfo>),
+    Status(StatusReport),
 }
 
 /// Error class, named after the errno the kernel would return for the same
@@ -431,7 +449,10 @@ mod tests {
             udp: 300,
         });
         let j = serde_json::to_string(&r).unwrap();
-        assert_eq!(j, r#"{"reply":"timeouts","data":{"tcp":900,"tcpfin":120,"udp":300}}"#);
+        assert_eq!(
+            j,
+            r#"{"reply":"timeouts","data":{"tcp":900,"tcpfin":120,"udp":300}}"#
+        );
         assert_eq!(serde_json::from_str::<Reply>(&j).unwrap(), r);
     }
 }

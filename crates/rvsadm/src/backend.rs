@@ -158,6 +158,10 @@ impl FakeBackend {
             Command::ListConnections => Ok(Reply::Connections(self.conns.clone())),
             Command::GetTimeouts => Ok(Reply::Timeouts(self.timeouts)),
             Command::ListDaemons => Ok(Reply::Daemons(self.daemons.clone())),
+            Command::ListChecks | Command::ListVrrp => Ok(Reply::Status(rvs_api::StatusReport {
+                text: String::new(),
+                data: serde_json::Value::Array(Vec::new()),
+            })),
             Command::AddService { spec } => {
                 if self.find(&spec.key).is_some() {
                     return Err(err(ErrorCode::Exist, "service exists"));

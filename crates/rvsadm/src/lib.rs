@@ -52,6 +52,11 @@ struct Exit(i32);
 /// Run one `rvsadm` command line (`argv[0]` included) and return the exit
 /// status, exactly as ipvsadm would.
 pub fn run(argv: &[String], ctx: &mut Ctx<'_>) -> i32 {
+    if let Some(code) = run_extension(argv, ctx) {
+        let _ = ctx.stdout.flush();
+        let _ = ctx.stderr.flush();
+        return code;
+    }
     let r = if argv.len() <= 1 {
         let inv = Invocation {
             cmd: Cmd::List,
@@ -535,5 +540,53 @@ mod tests {
         assert_eq!(toks("-C\n-L  "), [vec!["-C"]]);
         assert_eq!(toks("ipvsadm"), Vec::<Vec<String>>::new());
         assert_eq!(toks(""), Vec::<Vec<String>>::new());
+    }
+}
+
+/// rvs's own views, which ipvsadm does not have: `--checks` (health
+/// checks) and `--vrrp` (VRRP instances), each optionally with `--json`.
+/// Returns None when `argv` is an ipvsadm command line.
+pub fn run_extension(argv: &[String], ctx: &mut Ctx<'_>) -> Option<i32> {
+    let cmd = match argv.get(1).map(String::as_str) {
+        Some("--checks") => Command::ListChecks,
+        Some("--vrrp") => Command::ListVrrp,
+        _ => return None,
+    };
+    let mut json = false;
+    for a in &argv[2..] {
+        match a.as_str() {
+            "--json" => json = true,
+            other => {
+                let _ = writeln!(
+                    ctx.stderr,
+                    "{}: unexpected argument '{other}' (only --json may follow {})",
+                    argv[0], argv[1]
+                );
+                return Some(2);
+            }
+        }
+    }
+    match ctx.backend.call(&cmd) {
+        Ok(Reply::Status(r)) => {
+            if json {
+                let _ = writeln!(
+                    ctx.stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&r.data).unwrap_or_default()
+                );
+            } else {
+                let _ = write!(ctx.stdout, "{}", r.text);
+            }
+            Some(0)
+        }
+        Ok(_) => Some(1),
+        Err(backend::BackendError::Api(e)) => {
+            let _ = writeln!(ctx.stderr, "{}", e.message);
+            Some(1)
+        }
+        Err(backend::BackendError::Transport(t)) => {
+            let _ = writeln!(ctx.stderr, "rvsadm: {t}");
+            Some(1)
+        }
     }
 }

@@ -85,6 +85,14 @@ impl Runtime {
         });
         tokio::spawn(apply_actions(rt.clone(), rx));
         rt.apply(&loaded.config);
+        let weak = Arc::downgrade(&rt);
+        *rt.daemon.checks.lock() = Some(Box::new(move || {
+            let st = weak.upgrade().map(|r| r.check_status()).unwrap_or_default();
+            rvs_api::StatusReport {
+                text: rvs_check::machine::render_checks(&st),
+                data: serde_json::to_value(&st).unwrap_or_default(),
+            }
+        }));
         rt
     }
 

@@ -4,15 +4,22 @@
 
 use crate::convert::*;
 use parking_lot::Mutex;
-use rvs_api::{ApiError, Command, DaemonInfo, ErrorCode, Info, Reply, Timeouts};
+use rvs_api::{ApiError, Command, DaemonInfo, ErrorCode, Info, Reply, StatusReport, Timeouts};
 use rvs_core::{Protocol, SvcKey};
 use rvs_dataplane::{Engine, ListenKey, Shared};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::info;
 
+/// Produces a status view (health checks, VRRP) for the API.
+pub type StatusFn = Box<dyn Fn() -> StatusReport + Send + Sync>;
+
 pub struct Daemon {
     pub shared: Arc<Shared>,
+    /// Health-check view, set when a keepalived configuration runs.
+    pub checks: Mutex<Option<StatusFn>>,
+    /// VRRP view, set when VRRP instances run.
+    pub vrrp: Mutex<Option<StatusFn>>,
     pub engine: Arc<dyn Engine>,
     pub sync_daemons: Mutex<Vec<DaemonInfo>>,
     stopping: std::sync::atomic::AtomicBool,
@@ -24,6 +31,8 @@ impl Daemon {
             shared,
             engine,
             sync_daemons: Mutex::new(Vec::new()),
+            checks: Mutex::new(None),
+            vrrp: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -38,6 +47,8 @@ impl Daemon {
                 | Command::ListConnections
                 | Command::GetTimeouts
                 | Command::ListDaemons
+                | Command::ListChecks
+                | Command::ListVrrp
         );
         let r = self.execute(cmd);
         if mutating && r.is_ok() {
@@ -83,6 +94,20 @@ impl Daemon {
                 Ok(Reply::Timeouts(Timeouts { tcp, tcpfin, udp }))
             }
             Command::ListDaemons => Ok(Reply::Daemons(self.sync_daemons.lock().clone())),
+            Command::ListChecks => Ok(Reply::Status(match &*self.checks.lock() {
+                Some(f) => f(),
+                None => StatusReport {
+                    text: "No health checks (rvsd runs no keepalived configuration; start it with -f FILE)\n".into(),
+                    data: serde_json::Value::Array(Vec::new()),
+                },
+            })),
+            Command::ListVrrp => Ok(Reply::Status(match &*self.vrrp.lock() {
+                Some(f) => f(),
+                None => StatusReport {
+                    text: "No VRRP instances\n".into(),
+                    data: serde_json::Value::Array(Vec::new()),
+                },
+            })),
             Command::AddService { spec } => {
                 let conf = service_to_core(&spec);
                 self.shared.ipvs.lock().add_service(now, &conf).map_err(e)?;

@@ -54,7 +54,7 @@ fn lab_health_checks_drive_the_table() {
 virtual_server {VIP} 81 {{
     delay_loop 1
     lb_algo rr
-    lb_kind DR
+    lb_kind NAT
     protocol TCP
     real_server {RS1} 80 {{
         HTTP_GET {{
@@ -78,7 +78,7 @@ virtual_server {VIP} 81 {{
 virtual_server {VIP} 82 {{
     delay_loop 1
     lb_algo rr
-    lb_kind DR
+    lb_kind NAT
     protocol TCP
     real_server {RS1} 80 {{
         MISC_CHECK {{
@@ -118,6 +118,21 @@ virtual_server {VIP} 82 {{
 
     // HTTP_GET with the wrong expected status takes rs1 out; MISC_CHECK
     // /bin/false takes rs1 out, /bin/true keeps rs2.
+    // (NAT, so that the real servers keep port 80; with DR keepalived resets
+    // a real server's port to the service's.) Wait until every checker has
+    // run at least once.
+    let all_ran = wait_for(Duration::from_secs(15), || {
+        let Ok(Reply::Status(st)) = c.call(&Command::ListChecks) else {
+            return None;
+        };
+        let vss = st.data.as_array()?;
+        vss.iter()
+            .flat_map(|v| v["real_servers"].as_array().cloned().unwrap_or_default())
+            .flat_map(|r| r["checkers"].as_array().cloned().unwrap_or_default())
+            .all(|ch| ch["has_run"] == true)
+            .then_some(())
+    });
+    assert!(all_ran.is_some(), "checkers never ran: {}", lab.log("rvsd"));
     let checked = wait_for(Duration::from_secs(10), || {
         (!has_rs(&c, 81, RS1) && has_rs(&c, 81, RS2) && !has_rs(&c, 82, RS1) && has_rs(&c, 82, RS2))
             .then_some(())
@@ -170,6 +185,14 @@ virtual_server {VIP} 82 {{
     for _ in 0..5 {
         assert_eq!(lab.curl(&url).as_deref(), Some("rs2"));
     }
+    // `rvsadm --checks` shows the down checker and why.
+    let Ok(Reply::Status(st)) = c.call(&Command::ListChecks) else {
+        panic!("ListChecks");
+    };
+    assert!(st.text.contains("RS 198.18.0.21:80  DOWN"), "{}", st.text);
+    let rs1 = &st.data[0]["real_servers"][0];
+    assert_eq!(rs1["alive"], false, "{}", st.data);
+    assert!(rs1["checkers"][0]["last_error"].is_string(), "{}", st.data);
 
     // Start nginx-1: rs1 comes back (a DOWN checker retries in bursts:
     // within delay_loop + retry * delay_before_retry).
