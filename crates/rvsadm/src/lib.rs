@@ -516,33 +516,6 @@ fn restore(ctx: &mut Ctx<'_>, program: &str) -> Result<i32, Exit> {
     Ok(result)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn toks(input: &str) -> Vec<Vec<String>> {
-        let mut r = std::io::Cursor::new(input.as_bytes().to_vec());
-        let mut v = Vec::new();
-        while let Some(t) = read_tokens(&mut r) {
-            v.push(t);
-        }
-        v
-    }
-
-    #[test]
-    fn config_stream_quirks() {
-        assert_eq!(
-            toks("ipvsadm -C\n\n -L  -n\t\r\n"),
-            [vec!["-C"], vec![], vec!["-L", "-n"]]
-        );
-        assert_eq!(toks("-C\n-L"), [vec!["-C"], vec!["-L"]]);
-        assert_eq!(toks("-C\n-L "), [vec!["-C"], vec!["-L"]]);
-        assert_eq!(toks("-C\n-L  "), [vec!["-C"]]);
-        assert_eq!(toks("ipvsadm"), Vec::<Vec<String>>::new());
-        assert_eq!(toks(""), Vec::<Vec<String>>::new());
-    }
-}
-
 /// rvs's own views, which ipvsadm does not have: `--checks` (health
 /// checks) and `--vrrp` (VRRP instances), each optionally with `--json`.
 /// Returns None when `argv` is an ipvsadm command line.
@@ -588,5 +561,32 @@ pub fn run_extension(argv: &[String], ctx: &mut Ctx<'_>) -> Option<i32> {
             let _ = writeln!(ctx.stderr, "rvsadm: {t}");
             Some(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(input: &str) -> Vec<Vec<String>> {
+        let mut r = std::io::Cursor::new(input.as_bytes().to_vec());
+        let mut v = Vec::new();
+        while let Some(t) = read_tokens(&mut r) {
+            v.push(t);
+        }
+        v
+    }
+
+    #[test]
+    fn config_stream_quirks() {
+        assert_eq!(
+            toks("ipvsadm -C\n\n -L  -n\t\r\n"),
+            [vec!["-C"], vec![], vec!["-L", "-n"]]
+        );
+        assert_eq!(toks("-C\n-L"), [vec!["-C"], vec!["-L"]]);
+        assert_eq!(toks("-C\n-L "), [vec!["-C"], vec!["-L"]]);
+        assert_eq!(toks("-C\n-L  "), [vec!["-C"]]);
+        assert_eq!(toks("ipvsadm"), Vec::<Vec<String>>::new());
+        assert_eq!(toks(""), Vec::<Vec<String>>::new());
     }
 }
