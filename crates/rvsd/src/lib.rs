@@ -6,5 +6,6 @@ pub mod control;
 pub mod convert;
 pub mod demo;
 pub mod keepalived;
+pub mod observe;
 pub mod runtime;
 pub mod state;

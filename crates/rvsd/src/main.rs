@@ -130,6 +130,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stop.clone(),
     ));
     tokio::spawn(timers(shared.clone(), stop.clone()));
+    if let Some(addr) = &args.metrics_listen {
+        let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid --metrics-listen address '{addr}' (expected IP:PORT, e.g. 127.0.0.1:9100)"
+            )
+        })?;
+        let (d, s) = (daemon.clone(), stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = rvsd::observe::serve(addr, d, s).await {
+                error!(%addr, error = %e, "metrics listener failed");
+            }
+        });
+    }
     info!(socket = %socket.display(), engine = engine.name(), "rvsd started");
 
     while let Sig::Reload = wait_for_signal().await {

@@ -124,6 +124,20 @@ impl Runtime {
         let mut r = self.running.lock();
         r.reloads += 1;
         r.last_reload_ok = ok;
+        use std::sync::atomic::Ordering;
+        self.daemon.reloads.fetch_add(1, Ordering::Relaxed);
+        self.daemon.last_reload_ok.store(ok, Ordering::Relaxed);
+        self.daemon.record_event(
+            "reload",
+            if ok {
+                format!("configuration {} reloaded", self.path.display())
+            } else {
+                format!(
+                    "reload of {} failed; running configuration kept",
+                    self.path.display()
+                )
+            },
+        );
     }
 
     /// (reload count, last reload succeeded)
@@ -372,6 +386,15 @@ impl Runtime {
             | Action::AddSorry { weight, .. }
             | Action::SetSorryWeight { weight, .. } => {
                 dest.weight = weight;
+                let what = match a {
+                    Action::AddDest { .. } => "up",
+                    Action::AddSorry { .. } => "sorry server in",
+                    _ => "weight",
+                };
+                d.record_event(
+                    "health",
+                    format!("{name}: real server {name_rs} {what} (weight {weight})"),
+                );
                 let r = d.handle(Command::AddDest {
                     service: key,
                     dest: dest.clone(),
@@ -387,6 +410,7 @@ impl Runtime {
                 }
             }
             Action::RemoveDest { .. } | Action::RemoveSorry { .. } => {
+                d.record_event("health", format!("{name}: real server {name_rs} removed"));
                 match d.handle(Command::DelDest {
                     service: key,
                     addr: dest.addr,

@@ -11,6 +11,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::info;
 
+/// A state change worth showing an operator (dashboard "recent events").
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    /// `health`, `vrrp`, `reload`, `table`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// How many recent events are kept.
+pub const MAX_EVENTS: usize = 200;
+
 /// Produces a status view (health checks, VRRP) for the API.
 pub type StatusFn = Box<dyn Fn() -> StatusReport + Send + Sync>;
 
@@ -23,6 +36,11 @@ pub struct Daemon {
     pub engine: Arc<dyn Engine>,
     pub sync_daemons: Mutex<Vec<DaemonInfo>>,
     stopping: std::sync::atomic::AtomicBool,
+    /// Recent state changes, oldest first (at most [`MAX_EVENTS`]).
+    pub events: Mutex<std::collections::VecDeque<Event>>,
+    /// Configuration reloads attempted, and whether the last one succeeded.
+    pub reloads: std::sync::atomic::AtomicU64,
+    pub last_reload_ok: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -34,6 +52,9 @@ impl Daemon {
             checks: Mutex::new(None),
             vrrp: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            events: Mutex::new(std::collections::VecDeque::new()),
+            reloads: std::sync::atomic::AtomicU64::new(0),
+            last_reload_ok: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -203,6 +224,23 @@ impl Daemon {
                 Ok(Reply::Ok)
             }
         }
+    }
+
+    /// Record a state change for the dashboard (it is logged by the caller).
+    pub fn record_event(&self, kind: &str, message: impl Into<String>) {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut ev = self.events.lock();
+        if ev.len() >= MAX_EVENTS {
+            ev.pop_front();
+        }
+        ev.push_back(Event {
+            time,
+            kind: kind.to_string(),
+            message: message.into(),
+        });
     }
 
     /// Shut the data plane down; later table changes no longer open listeners.
