@@ -9,3 +9,4 @@ pub mod keepalived;
 pub mod observe;
 pub mod runtime;
 pub mod state;
+pub mod vrrp;

@@ -102,6 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let mut vrrp = None;
     let ka = match &args.config {
         Some(path) => {
             let opts = load_options(&args);
@@ -109,12 +110,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             for d in &loaded.diagnostics {
                 warn!("{d}");
             }
-            Some(runtime::Runtime::start(
-                daemon.clone(),
-                path.clone(),
-                opts,
-                &loaded,
-            ))
+            if !args.check_only && !loaded.config.vrrp_instances.is_empty() {
+                let mut warnings = Vec::new();
+                let (inst, ropts) = rvsd::vrrp::instances(&loaded.config, &mut warnings);
+                for w in warnings {
+                    warn!("{w}");
+                }
+                vrrp = Some(rvsd::vrrp::Vrrp::start(&daemon, inst, ropts)?);
+            }
+            (!args.vrrp_only)
+                .then(|| runtime::Runtime::start(daemon.clone(), path.clone(), opts, &loaded))
         }
         None => None,
     };
@@ -147,11 +152,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     while let Sig::Reload = wait_for_signal().await {
         match &ka {
-            Some(k) => k.reload(),
+            Some(k) => {
+                k.reload();
+                info!("SIGHUP: virtual servers reloaded; VRRP instance changes take effect at the next start");
+            }
             None => info!("SIGHUP: no configuration file (-f) to reload"),
         }
     }
     info!("rvsd stopping");
+    if let Some(v) = vrrp {
+        v.shutdown().await;
+    }
     if let Some(k) = &ka {
         k.shutdown();
     }

@@ -1,0 +1,273 @@
+//! VRRP from a keepalived configuration: maps `vrrp_instance`,
+//! `vrrp_sync_group` and `vrrp_script` blocks onto rvs-vrrp, runs the
+//! instances, and publishes their status (`rvsadm --vrrp`, metrics, events).
+
+use crate::state::Daemon;
+use rvs_api::StatusReport;
+use rvs_config::model as m;
+use rvs_vrrp::shell::{RunOptions, SyncGroup, TrackScript};
+use rvs_vrrp::{
+    InitialState, InstanceConfig, InstanceStatus, NotifyScripts, TrackConfig, Version, VipConfig,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+fn scope(s: Option<&str>) -> rvs_vrrp::Scope {
+    match s {
+        Some("site") => rvs_vrrp::Scope::Site,
+        Some("link") => rvs_vrrp::Scope::Link,
+        Some("host") => rvs_vrrp::Scope::Host,
+        Some("nowhere") => rvs_vrrp::Scope::Nowhere,
+        _ => rvs_vrrp::Scope::Global,
+    }
+}
+
+fn script_line(s: &Option<m::Script>) -> Option<String> {
+    s.as_ref().map(|s| s.command.clone())
+}
+
+/// The rvs-vrrp view of a configuration's VRRP part.
+pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceConfig>, RunOptions) {
+    let mut out = Vec::new();
+    for vi in &cfg.vrrp_instances {
+        let Some(ifname) = vi.interface.clone() else {
+            warnings.push(format!(
+                "({}) no interface set - instance not started",
+                vi.name
+            ));
+            continue;
+        };
+        let mut c = InstanceConfig::new(vi.name.clone(), ifname, vi.virtual_router_id);
+        c.version = if vi.version == 3 {
+            Version::V3
+        } else {
+            Version::V2
+        };
+        c.priority = vi.priority;
+        c.advert_int = vi.advert_int;
+        if let Some(a) = vi.unicast_src_ip.or(vi.mcast_src_ip) {
+            c.local_addr = a;
+        }
+        c.initial_state = match vi.state {
+            m::VrrpState::Master => InitialState::Master,
+            m::VrrpState::Backup => InitialState::Backup,
+        };
+        c.nopreempt = vi.nopreempt;
+        c.preempt_delay = vi.preempt_delay.unwrap_or(Duration::ZERO);
+        if let Some(a) = &vi.authentication {
+            match a.auth_type {
+                m::AuthType::Pass => c.auth_pass = Some(InstanceConfig::pass_bytes(&a.auth_pass)),
+                m::AuthType::Ah => warnings.push(format!(
+                    "({}) auth_type AH is not supported yet; adverts are sent without authentication",
+                    vi.name
+                )),
+            }
+        }
+        c.vips = vi
+            .virtual_ipaddress
+            .iter()
+            .map(|v| VipConfig {
+                addr: v.addr,
+                prefix_len: v.prefix_len,
+                dev: v.dev.clone(),
+                label: v.label.clone(),
+                scope: scope(v.scope.as_deref()),
+            })
+            .collect();
+        if !vi.virtual_ipaddress_excluded.is_empty() {
+            // Excluded VIPs are not advertised but are installed with the others.
+            c.vips
+                .extend(vi.virtual_ipaddress_excluded.iter().map(|v| VipConfig {
+                    addr: v.addr,
+                    prefix_len: v.prefix_len,
+                    dev: v.dev.clone(),
+                    label: v.label.clone(),
+                    scope: scope(v.scope.as_deref()),
+                }));
+        }
+        c.unicast_peers = vi.unicast_peer.iter().map(|p| p.addr).collect();
+        c.down_timer_adverts = vi.down_timer_adverts;
+        c.garp_master_delay = vi.garp_master_delay;
+        c.garp_master_repeat = vi.garp_master_repeat;
+        c.garp_master_refresh =
+            (!vi.garp_master_refresh.is_zero()).then_some(vi.garp_master_refresh);
+        c.garp_master_refresh_repeat = vi.garp_master_refresh_repeat;
+        c.lower_prio_no_advert = vi.lower_prio_no_advert;
+        c.higher_prio_send_advert = vi.higher_prio_send_advert;
+        c.skip_check_adv_addr = vi.skip_check_adv_addr;
+        for t in &vi.track_script {
+            let Some(s) = cfg.vrrp_scripts.iter().find(|s| s.name == t.name) else {
+                warnings.push(format!(
+                    "({}) track script {} not found, ignoring",
+                    vi.name, t.name
+                ));
+                continue;
+            };
+            c.tracks.push(TrackConfig {
+                name: t.name.clone(),
+                weight: t.weight.unwrap_or(s.weight),
+                reverse: t.reverse || s.weight_reverse,
+                initially_up: !s.init_fail,
+            });
+        }
+        for t in &vi.track_interface {
+            warnings.push(format!(
+                "({}) track_interface {} is not supported yet (the instance's own interface is tracked)",
+                vi.name, t.name
+            ));
+        }
+        c.notify = NotifyScripts {
+            master: script_line(&vi.notify_master),
+            backup: script_line(&vi.notify_backup),
+            fault: script_line(&vi.notify_fault),
+            stop: script_line(&vi.notify_stop),
+            notify: script_line(&vi.notify),
+        };
+        out.push(c.normalized());
+    }
+    let opts = RunOptions {
+        sync_groups: cfg
+            .vrrp_sync_groups
+            .iter()
+            .map(|g| SyncGroup {
+                name: g.name.clone(),
+                members: g.group.clone(),
+            })
+            .collect(),
+        tracks: None,
+        scripts: cfg
+            .vrrp_scripts
+            .iter()
+            .filter(|s| {
+                out.iter()
+                    .any(|i| i.tracks.iter().any(|t| t.name == s.name))
+            })
+            .map(|s| TrackScript {
+                name: s.name.clone(),
+                script: s.script.command.clone(),
+                interval: s.interval,
+                timeout: s.timeout,
+                rise: s.rise.max(1),
+                fall: s.fall.max(1),
+                init_fail: s.init_fail,
+            })
+            .collect(),
+        no_track_interface: false,
+    };
+    (out, opts)
+}
+
+/// Running VRRP instances.
+pub struct Vrrp {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+fn render(st: &[InstanceStatus]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<12} {:<8} {:>4} {:<7} {:>4} {:>4} {:<16} {:>9} {:>9} {:>8} {:>7} {:>9}",
+        "Instance",
+        "Iface",
+        "VRID",
+        "State",
+        "Prio",
+        "Eff",
+        "Master",
+        "AdvertsIn",
+        "AdvertsOut",
+        "BadAuth",
+        "BadTTL",
+        "WrongVRID"
+    );
+    for i in st {
+        let c = &i.counters;
+        let state = format!("{:?}", i.state).to_uppercase();
+        let _ = writeln!(
+            s,
+            "{:<12} {:<8} {:>4} {:<7} {:>4} {:>4} {:<16} {:>9} {:>9} {:>8} {:>7} {:>9}",
+            i.name,
+            i.interface,
+            i.vrid,
+            state,
+            i.base_priority,
+            i.effective_priority,
+            i.master_addr
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            c.adverts_rx,
+            c.adverts_tx,
+            c.bad_auth,
+            c.bad_ttl,
+            c.wrong_vrid,
+        );
+    }
+    s
+}
+
+impl Vrrp {
+    /// Start the instances; status goes to `daemon.vrrp`, transitions to
+    /// the daemon's event log.
+    pub fn start(
+        daemon: &Arc<Daemon>,
+        instances: Vec<InstanceConfig>,
+        opts: RunOptions,
+    ) -> anyhow::Result<Vrrp> {
+        let (netlink, _nl_task) = rvs_netlink::spawn()
+            .map_err(|e| anyhow::anyhow!("cannot open rtnetlink for VRRP (needs CAP_NET_ADMIN; run as root or without vrrp_instance blocks): {e}"))?;
+        let (tx, rx) = watch::channel(Vec::<InstanceStatus>::new());
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = rvs_vrrp::shell::run_with(instances, opts, netlink, c2, tx).await {
+                tracing::error!(error = %e, "VRRP stopped");
+            }
+        });
+        let rx2 = rx.clone();
+        *daemon.vrrp.lock() = Some(Box::new(move || {
+            let st = rx2.borrow().clone();
+            StatusReport {
+                text: render(&st),
+                data: serde_json::to_value(&st).unwrap_or_default(),
+            }
+        }));
+        // Transitions → events.
+        let d = Arc::downgrade(daemon);
+        let mut rx3 = rx;
+        tokio::spawn(async move {
+            let mut last: std::collections::HashMap<String, String> = Default::default();
+            while rx3.changed().await.is_ok() {
+                let st = rx3.borrow().clone();
+                let Some(d) = d.upgrade() else { return };
+                for i in st {
+                    let s = format!("{:?}", i.state).to_uppercase();
+                    if last.get(&i.name) != Some(&s) {
+                        if last.contains_key(&i.name) || s == "MASTER" {
+                            info!(instance = %i.name, state = %s, priority = i.effective_priority, "VRRP transition");
+                            d.record_event("vrrp", format!("({}) entering {s} state", i.name));
+                        }
+                        last.insert(i.name.clone(), s);
+                    }
+                }
+            }
+        });
+        Ok(Vrrp { cancel, task })
+    }
+
+    /// Leave MASTER cleanly (priority-0 advert, VIPs removed) and wait.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            warn!("VRRP did not stop within 5 s");
+        }
+    }
+}
