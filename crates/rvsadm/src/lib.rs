@@ -24,6 +24,7 @@ pub mod cli;
 pub mod errors;
 pub mod format;
 pub mod popt;
+pub mod realserver;
 pub mod resolve;
 
 use backend::{Backend, BackendError};

@@ -9,6 +9,21 @@ fn main() {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // `rvsadm realserver setup|teardown`: local real-server preparation.
+    if argv.get(1).map(String::as_str) == Some("realserver") {
+        let code = match rvsadm::realserver::parse(&argv[2..]) {
+            Ok(a) => rvsadm::realserver::run(&a, &mut std::io::stdout(), &mut std::io::stderr()),
+            Err(e) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "rvsadm: realserver: {e}\n{}",
+                    rvsadm::realserver::USAGE
+                );
+                2
+            }
+        };
+        std::process::exit(code);
+    }
     let mut backend = ClientBackend::new(rvs_api::Client::from_env());
     // ipvsadm initialises IPVS before parsing anything ("Can't initialize
     // ipvs"); rvsadm does the same with rvsd, except that -h/-v still work
