@@ -19,6 +19,9 @@ pub(crate) const F_NOOUTPUT: u16 = 0x0080;
 pub(crate) const F_INACTIVE: u16 = 0x0100;
 pub(crate) const F_TEMPLATE: u16 = 0x1000;
 pub(crate) const F_ONE_PACKET: u16 = 0x2000;
+/// Created or updated by connection sync (kernel IP_VS_CONN_F_SYNC = 0x20,
+/// stored in another bit here).
+pub(crate) const F_SYNC: u16 = 0x4000;
 
 /// Sentinel index.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -51,6 +54,8 @@ pub(crate) struct Conn {
     /// IP protocol number (0 for fwmark templates).
     pub proto: u8,
     pub state: u8,
+    /// State when last synced (ip_vs_sync_conn_needed).
+    pub old_state: u8,
 }
 
 impl Conn {
@@ -72,6 +77,7 @@ impl Conn {
         flags: 0,
         proto: 0,
         state: 0,
+        old_state: 0,
     };
 
     #[inline]
@@ -95,15 +101,96 @@ const EMPTY_SLOT: u64 = u64::MAX;
 /// timeouts are simply re-queued when their bucket comes round.
 pub(crate) const WHEEL_SIZE: usize = 4096;
 
+const SEG_BITS: u32 = 8;
+const SEGS: usize = 1 << SEG_BITS;
+const SEG_INIT: usize = 16;
+
+/// One segment of the open-addressing index.
+struct Seg {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl Seg {
+    fn new(cap: usize) -> Self {
+        Seg {
+            slots: vec![EMPTY_SLOT; cap],
+            len: 0,
+        }
+    }
+
+    fn rehash(&mut self, cap: usize) {
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY_SLOT; cap]);
+        let mask = cap - 1;
+        for s in old.into_iter().filter(|&s| s != EMPTY_SLOT) {
+            let mut p = (s >> 32) as usize & mask;
+            while self.slots[p] != EMPTY_SLOT {
+                p = (p + 1) & mask;
+            }
+            self.slots[p] = s;
+        }
+    }
+
+    fn insert(&mut self, h: u32, idx: u32) {
+        if (self.len + 1) * 4 >= self.slots.len() * 3 {
+            let cap = self.slots.len() * 2;
+            self.rehash(cap);
+        }
+        let mask = self.slots.len() - 1;
+        let mut p = h as usize & mask;
+        while self.slots[p] != EMPTY_SLOT {
+            p = (p + 1) & mask;
+        }
+        self.slots[p] = ((h as u64) << 32) | idx as u64;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, h: u32, idx: u32) {
+        let mask = self.slots.len() - 1;
+        let want = ((h as u64) << 32) | idx as u64;
+        let mut p = h as usize & mask;
+        loop {
+            let s = self.slots[p];
+            if s == EMPTY_SLOT {
+                return; // not present (cannot happen)
+            }
+            if s == want {
+                break;
+            }
+            p = (p + 1) & mask;
+        }
+        // backward shift: pull later chain members into the hole
+        let mut hole = p;
+        let mut q = (p + 1) & mask;
+        loop {
+            let s = self.slots[q];
+            if s == EMPTY_SLOT {
+                break;
+            }
+            let home = (s >> 32) as usize & mask;
+            // movable iff its home is not cyclically in (hole, q]
+            if (q.wrapping_sub(home) & mask) >= (q.wrapping_sub(hole) & mask) {
+                self.slots[hole] = s;
+                hole = q;
+            }
+            q = (q + 1) & mask;
+        }
+        self.slots[hole] = EMPTY_SLOT;
+        self.len -= 1;
+    }
+}
+
 pub(crate) struct ConnTable {
     chunks: Vec<Box<[Conn]>>,
     /// High-water mark of allocated slots.
     top: u32,
     free_head: u32,
     len: usize,
-    /// Open-addressing index: (hash32 << 32) | slot, linear probing.
-    index: Vec<u64>,
-    index_len: usize,
+    /// Open-addressing index: (hash32 << 32) | slot, linear probing, split
+    /// into SEGS independently growing segments (selected by the top hash
+    /// bits) so that a resize never rehashes more than 1/SEGS of the table
+    /// at once (no multi-millisecond stall at millions of entries).
+    segs: Vec<Seg>,
     seed: u64,
     wheel: Vec<Vec<u32>>,
 }
@@ -115,8 +202,7 @@ impl ConnTable {
             top: 0,
             free_head: NIL,
             len: 0,
-            index: vec![EMPTY_SLOT; 4096],
-            index_len: 0,
+            segs: (0..SEGS).map(|_| Seg::new(SEG_INIT)).collect(),
             seed,
             wheel: (0..WHEEL_SIZE).map(|_| Vec::new()).collect(),
         }
@@ -128,12 +214,15 @@ impl ConnTable {
             self.chunks
                 .push(vec![Conn::EMPTY; CHUNK].into_boxed_slice());
         }
-        let mut cap = self.index.len();
-        while n * 4 >= cap * 3 {
-            cap *= 2;
-        }
-        if cap != self.index.len() {
-            self.rehash(cap);
+        let per_seg = n.div_ceil(SEGS);
+        for seg in &mut self.segs {
+            let mut cap = seg.slots.len();
+            while per_seg * 4 >= cap * 3 {
+                cap *= 2;
+            }
+            if cap != seg.slots.len() {
+                seg.rehash(cap);
+            }
         }
     }
 
@@ -146,7 +235,11 @@ impl ConnTable {
     pub fn memory_bytes(&self) -> usize {
         self.chunks.len() * CHUNK * std::mem::size_of::<Conn>()
             + self.chunks.capacity() * std::mem::size_of::<Box<[Conn]>>()
-            + self.index.capacity() * 8
+            + self
+                .segs
+                .iter()
+                .map(|s| s.slots.capacity() * 8)
+                .sum::<usize>()
             + self.wheel.iter().map(|b| b.capacity() * 4).sum::<usize>()
             + self.wheel.capacity() * std::mem::size_of::<Vec<u32>>()
     }
@@ -217,16 +310,9 @@ impl ConnTable {
         self.key_hash(c.proto, c.v6(), &c.caddr, c.cport)
     }
 
-    fn rehash(&mut self, cap: usize) {
-        let old = std::mem::replace(&mut self.index, vec![EMPTY_SLOT; cap]);
-        let mask = cap - 1;
-        for s in old.into_iter().filter(|&s| s != EMPTY_SLOT) {
-            let mut p = (s >> 32) as usize & mask;
-            while self.index[p] != EMPTY_SLOT {
-                p = (p + 1) & mask;
-            }
-            self.index[p] = s;
-        }
+    #[inline]
+    fn seg_of(h: u32) -> usize {
+        (h >> (32 - SEG_BITS)) as usize
     }
 
     /// Adds a live entry to the index.
@@ -236,17 +322,7 @@ impl ConnTable {
             return;
         }
         let h = self.entry_hash(c);
-        if (self.index_len + 1) * 4 >= self.index.len() * 3 {
-            let cap = self.index.len() * 2;
-            self.rehash(cap);
-        }
-        let mask = self.index.len() - 1;
-        let mut p = h as usize & mask;
-        while self.index[p] != EMPTY_SLOT {
-            p = (p + 1) & mask;
-        }
-        self.index[p] = ((h as u64) << 32) | idx as u64;
-        self.index_len += 1;
+        self.segs[Self::seg_of(h)].insert(h, idx);
         if let Some(c) = self.get_mut(idx) {
             c.flags |= F_HASHED;
         }
@@ -259,39 +335,7 @@ impl ConnTable {
             return;
         }
         let h = self.entry_hash(c);
-        let mask = self.index.len() - 1;
-        let want = ((h as u64) << 32) | idx as u64;
-        let mut p = h as usize & mask;
-        loop {
-            let s = self.index[p];
-            if s == EMPTY_SLOT {
-                return; // not found (cannot happen)
-            }
-            if s == want {
-                break;
-            }
-            p = (p + 1) & mask;
-        }
-        // backward shift
-        let mut hole = p;
-        let mut q = (p + 1) & mask;
-        loop {
-            let s = self.index[q];
-            if s == EMPTY_SLOT {
-                break;
-            }
-            let home = (s >> 32) as usize & mask;
-            // can s move into hole? yes if home is not in (hole, q]
-            let dist_q = q.wrapping_sub(home) & mask;
-            let dist_hole = q.wrapping_sub(hole) & mask;
-            if dist_q >= dist_hole {
-                self.index[hole] = s;
-                hole = q;
-            }
-            q = (q + 1) & mask;
-        }
-        self.index[hole] = EMPTY_SLOT;
-        self.index_len -= 1;
+        self.segs[Self::seg_of(h)].remove(h, idx);
         if let Some(c) = self.get_mut(idx) {
             c.flags &= !F_HASHED;
         }
@@ -309,10 +353,11 @@ impl ConnTable {
         mut pred: impl FnMut(&Conn) -> bool,
     ) -> Option<u32> {
         let h = self.key_hash(proto, v6, caddr, cport);
-        let mask = self.index.len() - 1;
+        let seg = &self.segs[Self::seg_of(h)];
+        let mask = seg.slots.len() - 1;
         let mut p = h as usize & mask;
         loop {
-            let s = self.index[p];
+            let s = seg.slots[p];
             if s == EMPTY_SLOT {
                 return None;
             }
@@ -347,6 +392,11 @@ impl ConnTable {
     /// Takes the bucket of `tick` for processing.
     pub fn take_bucket(&mut self, tick: u64) -> Vec<u32> {
         std::mem::take(&mut self.wheel[tick as usize % WHEEL_SIZE])
+    }
+
+    /// Queues `idxs` again in the bucket of `tick` (unprocessed remainder).
+    pub fn requeue(&mut self, tick: u64, idxs: &[u32]) {
+        self.wheel[tick as usize % WHEEL_SIZE].extend_from_slice(idxs);
     }
 
     /// Returns a processed bucket's storage, keeping entries queued meanwhile.

@@ -14,6 +14,8 @@ use crate::sched::{SchedCtx, Scheduler};
 use crate::time::Time;
 use crate::types::*;
 
+pub use sync::SyncConn;
+
 /// IP_VS_CONN_TAB_BITS default.
 const CONN_TAB_BITS: u32 = 12;
 const FTPPORT: u16 = 21;
@@ -60,6 +62,10 @@ pub struct Ipvs {
     total_est: Estimator,
     /// Next wheel tick (seconds) to process.
     wheel_tick: u64,
+    /// The ip_vs module's conn_tab_bits (only reported).
+    conn_tab_bits: u32,
+    /// handle_timeout_budget ran out of budget at this time.
+    timeout_pending: Option<Time>,
     seed: u64,
 }
 
@@ -98,7 +104,7 @@ pub struct ConnView {
     pub proto_name: &'static str,
     pub caddr: IpAddr,
     pub cport: u16,
-    /// For fwmark templates: the mark encoded as an address (0.0.0.<mark>).
+    /// For fwmark templates: the mark encoded as an address (`0.0.0.<mark>`).
     pub vaddr: IpAddr,
     pub vport: u16,
     pub daddr: IpAddr,
@@ -293,13 +299,22 @@ impl Ipvs {
             total: Stats::default(),
             total_est: Estimator::default(),
             wheel_tick: 0,
+            conn_tab_bits: CONN_TAB_BITS,
+            timeout_pending: None,
             seed,
         }
     }
 
     /// Number of connection hash buckets (the `size=4096` of the banner).
     pub fn conn_tab_size(&self) -> u32 {
-        1 << CONN_TAB_BITS
+        1 << self.conn_tab_bits
+    }
+
+    /// The ip_vs module parameter `conn_tab_bits` (clamped to 8..=20 as
+    /// current kernels do). It only changes what [`Ipvs::conn_tab_size`]
+    /// reports: the index here grows with the number of entries.
+    pub fn set_conn_tab_bits(&mut self, bits: u32) {
+        self.conn_tab_bits = bits.clamp(8, 20);
     }
 
     pub fn sysctl(&self) -> &Sysctl {
@@ -710,6 +725,50 @@ impl Ipvs {
             .iter()
             .map(|(i, c)| self.view_of(i, c, now))
             .collect()
+    }
+
+    /// Side-effect-free lookup of the entry a packet belongs to (the
+    /// kernel's conn_in_get for [`Dir::In`], conn_out_get for [`Dir::Out`]),
+    /// e.g. for relating an ICMP error's embedded header to its connection.
+    /// Entries whose deadline passed are not returned.
+    pub fn lookup(&self, now: Time, pkt: &Packet) -> Option<ConnView> {
+        let proto = pkt.proto.number();
+        let idx = match pkt.dir {
+            Dir::In => {
+                let vaddr = addr16(pkt.dst.ip());
+                let vport = pkt.dst.port();
+                self.conns.find(
+                    proto,
+                    pkt.src.is_ipv6(),
+                    &addr16(pkt.src.ip()),
+                    pkt.src.port(),
+                    |c| !c.is_template() && c.vport == vport && c.vaddr == vaddr,
+                )?
+            }
+            Dir::Out => {
+                let src = addr16(pkt.src.ip());
+                let sport = pkt.src.port();
+                self.conns.find(
+                    proto,
+                    pkt.dst.is_ipv6(),
+                    &addr16(pkt.dst.ip()),
+                    pkt.dst.port(),
+                    |c| {
+                        !c.is_template()
+                            && if c.flags & F_FWD_MASK == 0 {
+                                c.dport == sport && c.daddr == src
+                            } else {
+                                c.vport == sport && c.vaddr == src
+                            }
+                    },
+                )?
+            }
+        };
+        let c = self
+            .conns
+            .get(idx)
+            .filter(|c| c.expires > now.as_millis())?;
+        Some(self.view_of(idx, c, now))
     }
 
     /// One entry by handle (None if it expired).
@@ -1433,6 +1492,7 @@ impl Ipvs {
             flags,
             proto,
             state: 0,
+            old_state: 0,
         };
         let idx = self.conns.alloc(c)?;
         // bind_dest
@@ -1567,8 +1627,9 @@ impl Ipvs {
             }
         };
         if self.conns.len() > 0 {
-            consider(Some(Time::from_secs(self.wheel_tick + 1)));
+            consider(Some(Time::from_secs(self.wheel_tick.saturating_add(1))));
         }
+        consider(self.timeout_pending);
         consider(self.trash_timer);
         consider(self.gc_timer);
         t
@@ -1577,15 +1638,37 @@ impl Ipvs {
     /// Expires everything due at `now` (connections, templates, trashed
     /// destinations, lblc/lblcr cache entries).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.handle_timeout_budget(now, usize::MAX);
+    }
+
+    /// As [`Ipvs::handle_timeout`], but examines at most `budget` queued
+    /// entries, so a shell holding a lock can bound the pause when very many
+    /// entries fall due at once. Returns true if due work is left (call again;
+    /// [`Ipvs::poll_timeout`] then lies in the past).
+    pub fn handle_timeout_budget(&mut self, now: Time, budget: usize) -> bool {
+        let mut budget = budget;
+        let mut more = false;
+        self.timeout_pending = None;
         let now_tick = now.as_millis() / 1000;
         if now_tick >= self.wheel_tick {
             let first = self
                 .wheel_tick
                 .max(now_tick.saturating_sub(crate::conn::WHEEL_SIZE as u64 - 1));
-            for t in first..=now_tick {
-                self.run_bucket(now, t);
+            let mut t = first;
+            loop {
+                if !self.run_bucket(now, t, &mut budget) {
+                    // bucket t not finished: resume there next time
+                    self.wheel_tick = t;
+                    more = true;
+                    self.timeout_pending = Some(now);
+                    break;
+                }
+                if t == now_tick {
+                    self.wheel_tick = now_tick;
+                    break;
+                }
+                t += 1;
             }
-            self.wheel_tick = now_tick;
         }
         if let Some(tt) = self.trash_timer {
             if now >= tt {
@@ -1607,12 +1690,21 @@ impl Ipvs {
                 });
             }
         }
+        more
     }
 
-    fn run_bucket(&mut self, now: Time, t: u64) {
-        let bucket = self.conns.take_bucket(t);
+    /// Processes the entries queued for tick `t`; false if the budget ran
+    /// out first (the rest stays queued).
+    fn run_bucket(&mut self, now: Time, t: u64, budget: &mut usize) -> bool {
+        let mut bucket = self.conns.take_bucket(t);
         let ws = crate::conn::WHEEL_SIZE as u64;
-        for &idx in &bucket {
+        let mut done = bucket.len();
+        for (k, &idx) in bucket.iter().enumerate() {
+            if *budget == 0 {
+                done = k;
+                break;
+            }
+            *budget -= 1;
             let Some(c) = self.conns.get(idx) else {
                 continue;
             };
@@ -1632,13 +1724,21 @@ impl Ipvs {
                 if let Some(c) = self.conns.get_mut(idx) {
                     c.armed = u32::MAX;
                 }
-                self.expire_entry_at(now, fire, (t + 1) * 1000, idx, false);
+                let floor = t.saturating_add(1).saturating_mul(1000);
+                self.expire_entry_at(now, fire, floor, idx, false);
             } else {
                 let tick = c.expires / 1000;
                 self.conns.arm(idx, tick);
             }
         }
+        let finished = done == bucket.len();
+        if !finished {
+            // keep the unprocessed tail queued (their `armed` is unchanged)
+            bucket.drain(..done);
+            self.conns.requeue(t, &bucket);
+        }
         self.conns.put_bucket(t, bucket);
+        finished
     }
 
     /// ip_vs_dest_trash_expire.
@@ -1769,6 +1869,7 @@ fn transition(
 }
 
 mod ext;
+mod sync;
 
 #[cfg(test)]
 mod tests;

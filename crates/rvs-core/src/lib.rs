@@ -42,8 +42,27 @@
 //!   controlled connection, kept alive (+60 s) while they control
 //!   connections, invalidated (ports 0xffff) when their destination goes.
 //!
-//! See `crates/rvs-core/README` section of `docs/PERFORMANCE.md` for
-//! measured costs.
+//! * **Deliberate differences** from the kernel are listed in the
+//!   `rvs-core` section of `docs/PERFORMANCE.md` together with the measured
+//!   costs (lookup hit, new connection, bytes per entry, Maglev build).
+//!
+//! ## Extensions for user-space engines
+//!
+//! * `process(.., exclude)`: destinations the caller could not connect to
+//!   are treated as overloaded for this one decision; an existing entry (or
+//!   persistence template) bound to an excluded destination is replaced.
+//! * [`Ipvs::process_conn`]: per-packet accounting for a connection whose
+//!   [`ConnRef`] the caller already holds (no tuple lookup).
+//! * [`Sysctl::show_assured_templates`]: templates always track ASSURED, but
+//!   show it only when asked (the seed's kernel printed `NONE`).
+//! * SCTP packets carry their first chunk type in `Packet::tcp_flags`
+//!   ([`TcpFlags::sctp_chunk`]).
+//! * [`Ipvs::lookup`]: side-effect-free conn_in_get / conn_out_get (for ICMP
+//!   errors); [`Ipvs::handle_timeout_budget`]: bounded expiry work per call.
+//! * Connection sync, table side: [`Ipvs::sync_due`] (the master's
+//!   per-packet ip_vs_sync_conn decision), [`Ipvs::sync_export`] (every
+//!   entry) and [`Ipvs::sync_apply`] (the backup's ip_vs_proc_conn); the
+//!   wire format and transport are the shell's.
 
 mod conn;
 mod dest;
@@ -56,7 +75,7 @@ mod time;
 mod types;
 
 pub use hash::hsiphash_u32;
-pub use ipvs::{ConnView, DestView, Ipvs, ServiceView, MAX_TIMEOUT};
+pub use ipvs::{ConnView, DestView, Ipvs, ServiceView, SyncConn, MAX_TIMEOUT};
 pub use sched::{maglev_build, MAGLEV_NONE, MH_TAB_SIZE, SCHEDULER_NAMES};
 pub use time::Time;
 pub use types::*;

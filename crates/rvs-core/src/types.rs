@@ -313,6 +313,10 @@ pub struct Sysctl {
     /// ("ASSURED" in `ipvsadm -Lnc`); older kernels (like the seed's) always
     /// show "NONE". Default false = show "NONE", as in the seed's output.
     pub show_assured_templates: bool,
+    /// sync_threshold: (threshold, period), default (3, 50): a connection is
+    /// synced when its in_pkts % period == threshold (period 0: only when
+    /// in_pkts == threshold), and on TCP/SCTP state changes.
+    pub sync_threshold: (u32, u32),
 }
 
 impl Default for Sysctl {
@@ -328,6 +332,7 @@ impl Default for Sysctl {
             lblcr_expiration: 24 * 60 * 60,
             run_estimation: true,
             show_assured_templates: false,
+            sync_threshold: (3, 50),
         }
     }
 }

@@ -171,6 +171,43 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Arbitrary sync messages never panic, and the table stays consistent.
+    #[test]
+    fn sync_apply_never_panics(
+        msgs in proptest::collection::vec(
+            (prop_oneof![Just(0u8), Just(6u8), Just(17u8), Just(132u8), any::<u8>()],
+             any::<u32>(), any::<u16>(), 0u32..4, any::<u16>(), 0usize..3, any::<u16>(), any::<u32>(), any::<u32>()),
+            1..40),
+    ) {
+        let mut v = build("rr", &[(1, 0), (1, 0), (1, 0)]);
+        for (protocol, flags, state, c, cport, d, dport, fwmark, timeout) in msgs {
+            let m = SyncConn {
+                protocol,
+                flags,
+                state,
+                caddr: IpAddr::from(Ipv4Addr::new(203, 0, 113, c as u8)),
+                cport,
+                vaddr: IpAddr::from(VIP),
+                vport: 80,
+                daddr: rs(d),
+                dport: if dport % 2 == 0 { 80 } else { dport },
+                fwmark,
+                timeout: timeout % 100_000,
+            };
+            v.sync_apply(Time::from_secs(1), &m);
+        }
+        let _ = v.connections(Time::from_secs(1));
+        v.handle_timeout(Time::from_secs(10_000_000));
+        prop_assert_eq!(v.conn_count(), 0);
+        for d in v.service(&key()).unwrap().dests() {
+            prop_assert_eq!((d.active_conns(), d.inact_conns(), d.persist_conns()), (0, 0, 0));
+        }
+    }
+}
+
 fn gcd(a: i32, b: i32) -> i32 {
     if b == 0 {
         a

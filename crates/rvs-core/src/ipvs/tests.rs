@@ -1265,3 +1265,265 @@ fn proxy_retry_with_exclude_replaces_existing_entry() {
     let r = v.process(Time::ZERO, &syn, &[]);
     assert!(matches!(r, Verdict::Forward { dest, created: false, .. } if dest.ip() == ip(A)));
 }
+
+#[test]
+fn side_effect_free_lookup_both_directions() {
+    let mut v = setup("rr", &[(A, 1)], FwdMethod::Masq);
+    let syn = pkt("203.0.113.7", 4000, TcpFlags::SYN, Dir::In);
+    v.process(Time::ZERO, &syn, &[]);
+    let before = v.total_stats();
+    let c = v.lookup(Time::ZERO, &syn).unwrap();
+    assert_eq!((c.daddr, c.dport, c.state_name), (ip(A), 80, "SYN_RECV"));
+    let reply = Packet {
+        fwmark: 0,
+        proto: Protocol::Tcp,
+        src: sa(A, 80),
+        dst: sa("203.0.113.7", 4000),
+        tcp_flags: TcpFlags::ACK,
+        len: 40,
+        dir: Dir::Out,
+    };
+    assert_eq!(v.lookup(Time::ZERO, &reply).unwrap().conn, c.conn);
+    assert_eq!(v.total_stats(), before, "no side effects");
+    assert!(v.lookup(Time::from_secs(60), &syn).is_none(), "expired");
+    v.set_conn_tab_bits(30);
+    assert_eq!(v.conn_tab_size(), 1 << 20);
+    v.set_conn_tab_bits(12);
+    assert_eq!(v.conn_tab_size(), 4096);
+}
+
+#[test]
+fn wrr_skips_overloaded_and_terminates() {
+    let mut v = Ipvs::new();
+    v.add_service(Time::ZERO, &ServiceConf::new(tcp_key(), "wrr"))
+        .unwrap();
+    let mut a = DestConf::new(ip(A), 80, FwdMethod::Masq, 4);
+    a.u_threshold = 1;
+    v.add_dest(Time::ZERO, &tcp_key(), &a).unwrap();
+    let mut b = DestConf::new(ip(B), 80, FwdMethod::Masq, 1);
+    b.u_threshold = 1;
+    v.add_dest(Time::ZERO, &tcp_key(), &b).unwrap();
+    // each dest overloads after one conn
+    let p = picks(&mut v, 4, 1000);
+    assert_eq!(names(&p), "B,A,-,-");
+    // freeing them clears OVERLOAD (no l_threshold: total*4 < u*3)
+    v.handle_timeout(Time::from_secs(60));
+    assert_eq!(v.conn_count(), 0);
+    let p = picks(&mut v, 1, 2000);
+    assert_ne!(names(&p), "-");
+}
+
+#[test]
+fn bounded_timeout_work() {
+    let mut v = setup("rr", &[(A, 1)], FwdMethod::Route);
+    for port in 0..100u16 {
+        v.process(
+            Time::ZERO,
+            &pkt("203.0.113.7", 2000 + port, TcpFlags::SYN, Dir::In),
+            &[],
+        );
+    }
+    let now = Time::from_secs(60);
+    assert!(v.handle_timeout_budget(now, 30));
+    assert_eq!(v.conn_count(), 70);
+    assert_eq!(v.poll_timeout(), Some(now), "more work: poll says now");
+    while v.handle_timeout_budget(now, 30) {}
+    assert_eq!(v.conn_count(), 0);
+    assert_eq!(
+        v.service(&tcp_key())
+            .unwrap()
+            .dest(ip(A), 80)
+            .unwrap()
+            .active_conns(),
+        0
+    );
+}
+
+#[test]
+fn sync_master_to_backup() {
+    // master: persistent DR service with established and closing conns
+    let mut m = Ipvs::new();
+    m.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "rr").persistent(300),
+    )
+    .unwrap();
+    m.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(A), 80, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    m.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(B), 80, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    for (cli, port) in [("203.0.113.1", 1000u16), ("203.0.113.2", 1001)] {
+        m.process(Time::ZERO, &pkt(cli, port, TcpFlags::SYN, Dir::In), &[]);
+        m.process(Time::ZERO, &pkt(cli, port, TcpFlags::ACK, Dir::In), &[]);
+    }
+    m.process(
+        Time::ZERO,
+        &pkt("203.0.113.2", 1001, TcpFlags::FIN, Dir::In),
+        &[],
+    );
+    // backup: same configuration, empty table
+    let mut b = Ipvs::new();
+    b.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "rr").persistent(300),
+    )
+    .unwrap();
+    b.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(A), 80, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    b.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(B), 80, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    let t = Time::from_secs(1);
+    for sc in m.sync_export(t) {
+        b.sync_apply(t, &sc);
+    }
+    let key = |v: &ConnView| {
+        (
+            v.proto_name,
+            v.caddr,
+            v.cport,
+            v.vaddr,
+            v.vport,
+            v.daddr,
+            v.dport,
+            v.state_name,
+            v.template,
+            v.expires_secs,
+        )
+    };
+    let mut mc: Vec<_> = m.connections(t).iter().map(key).collect();
+    let mut bc: Vec<_> = b.connections(t).iter().map(key).collect();
+    mc.sort();
+    bc.sort();
+    assert_eq!(mc, bc);
+    for a in [A, B] {
+        let md = m.service(&tcp_key()).unwrap().dest(ip(a), 80).unwrap();
+        let bd = b.service(&tcp_key()).unwrap().dest(ip(a), 80).unwrap();
+        assert_eq!(
+            (md.active_conns(), md.inact_conns(), md.persist_conns()),
+            (bd.active_conns(), bd.inact_conns(), bd.persist_conns()),
+            "{a}"
+        );
+        assert_eq!(bd.stats().conns, 0, "synced entries are not counted");
+    }
+    // after failover a mid-stream ACK on the backup follows the synced entry
+    let r = b.process(t, &pkt("203.0.113.1", 1000, TcpFlags::ACK, Dir::In), &[]);
+    assert!(matches!(r, Verdict::Forward { created: false, dest, .. } if dest.ip() == ip(B)));
+    // an update flips the counters: conn 1 goes inactive
+    let mut upd = m
+        .sync_export(t)
+        .into_iter()
+        .find(|s| s.cport == 1000)
+        .unwrap();
+    upd.flags |= 0x100;
+    upd.state = 4; // FIN_WAIT
+    b.sync_apply(t, &upd);
+    let bd = b.service(&tcp_key()).unwrap().dest(ip(B), 80).unwrap();
+    assert_eq!((bd.active_conns(), bd.inact_conns()), (0, 1));
+    // unknown service: the entry is kept unbound
+    let mut stray = upd.clone();
+    stray.vaddr = ip("198.18.77.77");
+    stray.flags &= !0x100;
+    b.sync_apply(t, &stray);
+    assert!(b
+        .connections(t)
+        .iter()
+        .any(|c| c.vaddr == ip("198.18.77.77")));
+}
+
+#[test]
+fn sync_fwmark_service_binds_on_backup() {
+    let key = SvcKey::Fwmark {
+        mark: 10,
+        v6: false,
+    };
+    let build = || {
+        let mut v = Ipvs::new();
+        v.add_service(Time::ZERO, &ServiceConf::new(key, "rr").persistent(960))
+            .unwrap();
+        v.add_dest(
+            Time::ZERO,
+            &key,
+            &DestConf::new(ip("10.0.0.17"), 0, FwdMethod::Route, 1),
+        )
+        .unwrap();
+        v
+    };
+    let mut m = build();
+    let mut p = pkt("192.168.0.6", 51222, TcpFlags::SYN, Dir::In);
+    p.fwmark = 10;
+    m.process(Time::ZERO, &p, &[]);
+    let exported = m.sync_export(Time::ZERO);
+    assert!(exported.iter().all(|s| s.fwmark == 10));
+    let mut b = build();
+    for s in &exported {
+        b.sync_apply(Time::ZERO, s);
+    }
+    let d = b.service(&key).unwrap().dest(ip("10.0.0.17"), 0).unwrap();
+    assert_eq!((d.active_conns(), d.persist_conns()), (1, 1));
+    assert!(b
+        .connections(Time::ZERO)
+        .iter()
+        .any(|c| c.template && c.proto_name == "IP"));
+}
+
+#[test]
+fn sync_due_follows_threshold_and_state_changes() {
+    let mut m = Ipvs::new();
+    m.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "rr").persistent(300),
+    )
+    .unwrap();
+    m.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(A), 80, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    let mut sent = Vec::new();
+    let mut send = |m: &mut Ipvs, f: TcpFlags| {
+        let Verdict::Forward { conn, .. } =
+            m.process(Time::ZERO, &pkt("203.0.113.1", 1000, f, Dir::In), &[])
+        else {
+            panic!()
+        };
+        let out = m.sync_due(Time::ZERO, conn);
+        sent.push(
+            out.iter()
+                .map(|s| (s.flags & 0x1000 != 0, s.state))
+                .collect::<Vec<_>>(),
+        );
+    };
+    send(&mut m, TcpFlags::SYN); // pkt 1, SYN_RECV: not synced; template bumped (exempt): synced
+    send(&mut m, TcpFlags::ACK); // pkt 2, ESTABLISHED: change to ES is not forced, 2 % 50 != 3
+    send(&mut m, TcpFlags::ACK); // pkt 3: 3 % 50 == 3 -> conn + template
+    send(&mut m, TcpFlags::FIN); // pkt 4: ES -> FIN_WAIT forced
+    send(&mut m, TcpFlags::ACK); // pkt 5: FIN_WAIT again, not forced, 5 % 50 != 3
+    assert_eq!(
+        sent,
+        // the template's synced state carries ASSURED (1) once the conn is ESTABLISHED
+        vec![
+            vec![(true, 0)],
+            vec![(true, 1)],
+            vec![(false, 1), (true, 1)],
+            vec![(false, 4), (true, 1)],
+            vec![(true, 1)],
+        ]
+    );
+}

@@ -143,7 +143,7 @@ impl ShTable {
     }
 }
 
-/// Default Maglev table size (CONFIG_IP_VS_MH_TAB_INDEX = 12 -> primes[4]).
+/// Default Maglev table size (CONFIG_IP_VS_MH_TAB_INDEX = 12, i.e. `primes[4]`).
 pub const MH_TAB_SIZE: usize = 4093;
 const MH_TAB_BITS: u32 = 12 / 2;
 const MH_K1: u64 = 2_654_435_761;

@@ -302,8 +302,10 @@ fn wrr(w: &mut Wrr, ctx: &SchedCtx<'_>) -> Option<DestId> {
     let mut stop: Option<DestId> = None;
     let mut last_pass = false;
     let mut restarted = false;
-    // Bounded: every full lap lowers cw by di; at most mw/di + 2 laps happen.
-    let max_laps = (w.mw / w.di.max(1)) as usize + 3;
+    // The kernel loop terminates after at most ~mw/di + 2 laps (every lap
+    // lowers cw by di, and a second restart ends the search); the bound is
+    // only a guard and is never reached.
+    let max_laps = 2 * (w.mw / w.di.max(1)).max(0) as usize + 4;
     for _ in 0..max_laps {
         for &id in &list[start.min(list.len())..] {
             if let Some(d) = ctx.d(id) {

@@ -1,0 +1,398 @@
+//! Connection synchronisation support (ip_vs_sync.c): the entries a master
+//! sends and how a backup applies them (ip_vs_proc_conn). The wire format
+//! and the multicast transport belong to the IO shell; this is the table
+//! side only.
+
+use std::net::IpAddr;
+
+use super::Ipvs;
+use crate::conn::{
+    Conn, F_DV6, F_FWD_MASK, F_INACTIVE, F_NOOUTPUT, F_ONE_PACKET, F_SYNC, F_TEMPLATE, F_V6, NIL,
+};
+use crate::hash::{addr16, ip_from16};
+use crate::proto;
+use crate::time::Time;
+use crate::types::{ConnRef, FwdMethod, Protocol, SvcKey};
+
+/// IP_VS_CONN_F_BACKUP_MASK (bits carried in sync messages).
+const BACKUP_MASK: u32 = 0x0007 | 0x0080 | 0x0100 | 0x0600 | 0x0800 | 0x1000;
+/// Kernel flag values.
+const K_TEMPLATE: u32 = 0x1000;
+const K_INACTIVE: u32 = 0x0100;
+const K_NOOUTPUT: u32 = 0x0080;
+/// sync_threshold[0] default: in_pkts of a synced entry.
+const SYNC_THRESHOLD: u32 = 3;
+
+/// One connection (or template) as carried by a v1 sync message.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SyncConn {
+    /// IP protocol number (0 = IPPROTO_IP for fwmark templates).
+    pub protocol: u8,
+    /// Kernel conn flags masked with IP_VS_CONN_F_BACKUP_MASK
+    /// (fwd method, NOOUTPUT 0x80, INACTIVE 0x100, TEMPLATE 0x1000, ...).
+    pub flags: u32,
+    /// Protocol state (TCP/SCTP state index, template NONE/ASSURED bits).
+    pub state: u16,
+    pub caddr: IpAddr,
+    pub cport: u16,
+    pub vaddr: IpAddr,
+    pub vport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub fwmark: u32,
+    /// Remaining lifetime in seconds (v1; 0 = use the state's timeout).
+    pub timeout: u32,
+}
+
+impl Ipvs {
+    /// Every entry in the form a sync master sends (templates included).
+    /// ONE_PACKET entries are never synced (they are never in the table).
+    pub fn sync_export(&self, now: Time) -> Vec<SyncConn> {
+        self.conns
+            .iter()
+            .map(|(_, c)| {
+                // the fwmark of the service the entry's dest belongs to
+                let fwmark = self.dests.get(c.dest).map_or(0, |d| d.svc_key.fwmark());
+                to_sync(c, now, fwmark)
+            })
+            .collect()
+    }
+
+    /// Applies one received entry as the backup's ip_vs_proc_conn does
+    /// (entries with a state outside the protocol's table are ignored):
+    /// updates an existing entry's INACTIVE bit (moving the dest counters),
+    /// replaces an entry whose real server changed, or creates the entry,
+    /// bound to the local destination with the same address if the service
+    /// and destination exist (else unbound). Synced entries do not count in
+    /// the `conns` statistics.
+    pub fn sync_apply(&mut self, now: Time, m: &SyncConn) {
+        let flags = m.flags & BACKUP_MASK;
+        let template = flags & K_TEMPLATE != 0;
+        // the backup drops a non-template entry with an invalid state
+        let num_states = match Protocol::from_number(m.protocol) {
+            Some(Protocol::Tcp) => proto::TCP_NUM_STATES,
+            Some(Protocol::Sctp) => proto::SCTP_NUM_STATES,
+            Some(Protocol::Udp) => 1,
+            None => 0,
+        };
+        if !template && m.state as usize >= num_states {
+            return;
+        }
+        let v6 = m.caddr.is_ipv6();
+        let caddr = addr16(m.caddr);
+        let vaddr = addr16(m.vaddr);
+        let daddr = addr16(m.daddr);
+        let mut cp = self.conns.find(m.protocol, v6, &caddr, m.cport, |c| {
+            c.is_template() == template && c.vport == m.vport && c.vaddr == vaddr
+        });
+        if let (false, Some(idx)) = (template, cp) {
+            if let Some(c) = self.conns.get(idx) {
+                if c.dport != m.dport || c.daddr != daddr {
+                    if flags & K_INACTIVE == 0 {
+                        if c.n_control == 0 {
+                            self.expire_entry(now, idx, false);
+                        }
+                        cp = None;
+                    } else {
+                        // expiration message for an entry already replaced
+                        return;
+                    }
+                }
+            }
+        }
+        let idx = match cp {
+            Some(idx) => {
+                let Some(c) = self.conns.get_mut(idx) else {
+                    return;
+                };
+                let was_inactive = c.flags & F_INACTIVE != 0;
+                let now_inactive = flags & K_INACTIVE != 0;
+                let did = c.dest;
+                if was_inactive != now_inactive && !template {
+                    if let Some(d) = self.dests.get_mut(did) {
+                        if now_inactive {
+                            d.activeconns = d.activeconns.saturating_sub(1);
+                            d.inactconns = d.inactconns.saturating_add(1);
+                        } else {
+                            d.activeconns = d.activeconns.saturating_add(1);
+                            d.inactconns = d.inactconns.saturating_sub(1);
+                        }
+                    }
+                }
+                if let Some(c) = self.conns.get_mut(idx) {
+                    c.flags = (c.flags & !F_INACTIVE) | if now_inactive { F_INACTIVE } else { 0 };
+                    c.flags |= F_SYNC;
+                }
+                idx
+            }
+            None => {
+                let did = self.find_dest_for_sync(m, flags);
+                let Some(idx) = self.sync_conn_new(now, m, flags, did, v6, caddr, vaddr, daddr)
+                else {
+                    return;
+                };
+                idx
+            }
+        };
+        let (tcp_to, udp_to) = (self.tcp_timeouts, self.udp_timeout);
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.in_pkts = SYNC_THRESHOLD;
+            c.state = m.state.min(255) as u8;
+            c.old_state = c.state;
+            c.timeout = if m.timeout != 0 {
+                m.timeout
+            } else if template {
+                180
+            } else {
+                match Protocol::from_number(m.protocol) {
+                    Some(Protocol::Tcp) => tcp_to.get(c.state as usize).copied().unwrap_or(2),
+                    Some(Protocol::Udp) => udp_to,
+                    Some(Protocol::Sctp) => proto::SCTP_TIMEOUTS
+                        .get(c.state as usize)
+                        .copied()
+                        .unwrap_or(2),
+                    None => 180,
+                }
+            };
+        }
+        self.conn_put(now, idx);
+    }
+
+    /// The master side of ip_vs_sync_conn: call after a client->VIP packet
+    /// of `conn` was processed (the kernel does this from ip_vs_in when the
+    /// master sync daemon runs). Returns what to send now: the connection if
+    /// ip_vs_sync_conn_needed says so (TCP/SCTP only in ESTABLISHED and the
+    /// closing states, forced on a state change other than to ESTABLISHED,
+    /// otherwise when in_pkts % period == threshold), then its controlling
+    /// template (whose own in_pkts is bumped; templates are exempt from the
+    /// packet-count rule). `sync_refresh_period` is taken as 0 (default).
+    pub fn sync_due(&mut self, now: Time, conn: ConnRef) -> Vec<SyncConn> {
+        let mut out = Vec::new();
+        let Some(c) = self.conns.get(conn.idx).filter(|c| c.gen == conn.gen) else {
+            return out;
+        };
+        let mut idx = conn.idx;
+        let mut pkts = c.in_pkts;
+        let mut first = c.flags & F_ONE_PACKET == 0;
+        // a controller chain is at most conn -> template; bound the walk anyway
+        for _ in 0..4 {
+            if first && self.sync_needed(idx, pkts) {
+                if let Some(c) = self.conns.get(idx) {
+                    let fwmark = self.dests.get(c.dest).map_or(0, |d| d.svc_key.fwmark());
+                    out.push(to_sync(c, now, fwmark));
+                }
+            }
+            first = true;
+            let Some(ctl) = self.conns.get(idx).map(|c| c.control).filter(|&c| c != NIL) else {
+                break;
+            };
+            let Some(t) = self.conns.get_mut(ctl) else {
+                break;
+            };
+            pkts = if t.is_template() {
+                t.in_pkts = t.in_pkts.wrapping_add(1);
+                t.in_pkts
+            } else {
+                self.sysctl.sync_threshold.0
+            };
+            idx = ctl;
+        }
+        out
+    }
+
+    /// ip_vs_sync_conn_needed (sync_refresh_period 0, sync_persist_mode 0).
+    fn sync_needed(&mut self, idx: u32, pkts: u32) -> bool {
+        let (threshold, period) = self.sysctl.sync_threshold;
+        let Some(c) = self.conns.get_mut(idx) else {
+            return false;
+        };
+        let template = c.is_template();
+        if !template {
+            let (ok, est) = match Protocol::from_number(c.proto) {
+                Some(Protocol::Tcp) => (
+                    matches!(
+                        c.state,
+                        proto::TCP_ESTABLISHED
+                            | proto::TCP_FIN_WAIT
+                            | proto::TCP_CLOSE
+                            | proto::TCP_CLOSE_WAIT
+                            | proto::TCP_TIME_WAIT
+                    ),
+                    proto::TCP_ESTABLISHED,
+                ),
+                Some(Protocol::Sctp) => (
+                    matches!(
+                        c.state,
+                        proto::SCTP_ESTABLISHED | 9 | 10 | 11 | proto::SCTP_CLOSED
+                    ),
+                    proto::SCTP_ESTABLISHED,
+                ),
+                _ => (true, u8::MAX),
+            };
+            if !ok {
+                return false;
+            }
+            if est != u8::MAX && c.state != c.old_state && c.state != est {
+                c.old_state = c.state;
+                return true;
+            }
+        }
+        if period > 0 {
+            if !template && pkts % period != threshold {
+                return false;
+            }
+        } else if pkts != threshold {
+            return false;
+        }
+        c.old_state = c.state;
+        true
+    }
+
+    /// ip_vs_find_dest.
+    fn find_dest_for_sync(&self, m: &SyncConn, flags: u32) -> Option<u32> {
+        let v6 = m.vaddr.is_ipv6();
+        let mut sid = None;
+        if m.fwmark != 0 {
+            sid = self
+                .svc_map
+                .get(&SvcKey::Fwmark { mark: m.fwmark, v6 })
+                .copied();
+        }
+        if sid.is_none() {
+            let proto = Protocol::from_number(m.protocol)?;
+            sid = self
+                .svc_map
+                .get(&SvcKey::Addr {
+                    proto,
+                    addr: m.vaddr,
+                    port: m.vport,
+                })
+                .copied();
+        }
+        let svc = self.svcs.get(sid? as usize)?.as_ref()?;
+        let port = if m.fwmark != 0 && flags & 0x7 != 0 {
+            0
+        } else {
+            m.dport
+        };
+        let find = |p: u16| {
+            svc.list.iter().copied().find(|&id| {
+                self.dests
+                    .get(id)
+                    .is_some_and(|d| d.conf.addr == m.daddr && d.conf.port == p)
+            })
+        };
+        find(port).or_else(|| find(port ^ m.dport))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sync_conn_new(
+        &mut self,
+        now: Time,
+        m: &SyncConn,
+        flags: u32,
+        did: Option<u32>,
+        v6: bool,
+        caddr: [u8; 16],
+        vaddr: [u8; 16],
+        daddr: [u8; 16],
+    ) -> Option<u32> {
+        let template = flags & K_TEMPLATE != 0;
+        let mut f: u16 = F_SYNC;
+        if template {
+            f |= F_TEMPLATE;
+        }
+        if flags & K_INACTIVE != 0 {
+            f |= F_INACTIVE;
+        }
+        // connections inherit the forwarding method from the local dest
+        let local = did.and_then(|id| self.dests.get(id));
+        match local {
+            Some(d) => {
+                f |= d.conf.fwd.value() as u16;
+                if d.conf.fwd != FwdMethod::Masq {
+                    f |= F_NOOUTPUT;
+                }
+                if template {
+                    f |= F_INACTIVE;
+                }
+            }
+            None => {
+                f |= (flags & F_FWD_MASK as u32) as u16;
+                if flags & K_NOOUTPUT != 0 {
+                    f |= F_NOOUTPUT;
+                }
+            }
+        }
+        if v6 {
+            f |= F_V6;
+        }
+        if m.daddr.is_ipv6() {
+            f |= F_DV6;
+        }
+        let c = Conn {
+            caddr,
+            vaddr,
+            daddr,
+            expires: now.plus_secs(3).as_millis(),
+            timeout: 3,
+            dest: did.unwrap_or(NIL),
+            control: NIL,
+            n_control: 0,
+            armed: u32::MAX,
+            gen: 0,
+            in_pkts: 0,
+            cport: m.cport,
+            vport: m.vport,
+            dport: m.dport,
+            flags: f & !F_ONE_PACKET,
+            proto: m.protocol,
+            state: 0,
+            old_state: 0,
+        };
+        let idx = self.conns.alloc(c)?;
+        if let Some(d) = did.and_then(|id| self.dests.get_mut(id)) {
+            d.refcnt = d.refcnt.saturating_add(1);
+            if template {
+                d.persistconns = d.persistconns.saturating_add(1);
+            } else if f & F_INACTIVE != 0 {
+                d.inactconns = d.inactconns.saturating_add(1);
+            } else {
+                d.activeconns = d.activeconns.saturating_add(1);
+            }
+            if d.conf.u_threshold != 0
+                && d.activeconns.saturating_add(d.inactconns) >= d.conf.u_threshold
+            {
+                d.overload = true;
+            }
+        }
+        self.conns.hash(idx);
+        Some(idx)
+    }
+}
+
+fn to_sync(c: &Conn, now: Time, fwmark: u32) -> SyncConn {
+    let mut flags = (c.flags & F_FWD_MASK) as u32;
+    if c.flags & F_NOOUTPUT != 0 {
+        flags |= K_NOOUTPUT;
+    }
+    if c.flags & F_INACTIVE != 0 {
+        flags |= K_INACTIVE;
+    }
+    if c.is_template() {
+        flags |= K_TEMPLATE;
+    }
+    SyncConn {
+        protocol: c.proto,
+        flags,
+        state: c.state as u16,
+        caddr: ip_from16(&c.caddr, c.v6()),
+        cport: c.cport,
+        vaddr: ip_from16(&c.vaddr, c.v6()),
+        vport: c.vport,
+        daddr: ip_from16(&c.daddr, c.flags & F_DV6 != 0),
+        dport: c.dport,
+        fwmark,
+        timeout: (c.expires.saturating_sub(now.as_millis()) / 1000) as u32,
+    }
+}

@@ -1,0 +1,1148 @@
+//! # rvs-packet — LVS forwarding (DR, NAT, TUN) in user space
+//!
+//! [`PacketEngine`] implements [`rvs_dataplane::Engine`] for kernels without
+//! IPVS. It receives every frame of one interface on an AF_PACKET socket
+//! with a TPACKET_V2 mmap RX ring ([`sys`]), in batches, classifies them with
+//! `rvs-wire` ([`fwd::classify`]), asks the shared [`rvs_core::Ipvs`] model
+//! what to do with each TCP/UDP/SCTP packet (one lock per batch, one
+//! [`rvs_core::Ipvs::process`] per packet, so connection states, ActiveConn /
+//! InActConn, persistence and `--stats` counters follow the real packets as
+//! in the kernel), rewrites the frame and transmits it on the same interface:
+//!
+//! * **DR** (`-g`, `ip_vs_dr_xmit`): TTL−1 and the IP checksum; destination
+//!   MAC := the real server's, source MAC := ours. Connections use the
+//!   INPUT_ONLY state rows (SYN_RECV → ESTABLISHED → FIN_WAIT), OutPkts stays
+//!   0 as the replies bypass the director.
+//! * **NAT** (`-m`, `ip_vs_nat_xmit`): DNAT to the real server with
+//!   incremental IP/TCP/UDP checksums (SCTP: CRC32c recomputed); the real
+//!   servers route their replies through the director, which SNATs them back
+//!   to VIP:vport (`process(Dir::Out)` → `Verdict::Reply`), counting OutPkts.
+//! * **TUN** (`-i`, `ip_vs_tunnel_xmit`): IPIP, or GUE / GRE per destination
+//!   `--tun-type`, outer header as the kernel builds it (DSCP/ECN, TTL, DF
+//!   from the inner packet), and the kernel's MTU rule: an inner packet with
+//!   DF that does not fit gets ICMP "fragmentation needed" with the tunnel
+//!   MTU back to the client.
+//! * ICMP errors related to a connection (destination unreachable, source
+//!   quench, time exceeded) are forwarded the same way; for NAT they are
+//!   translated (`ip_vs_nat_icmp`) in both directions. TTL expiry answers
+//!   "time exceeded"; a service without a usable destination answers "port
+//!   unreachable", as `ip_vs_leave` does.
+//!
+//! Next hops come from the namespace's IPv4 routes on the interface; MAC
+//! addresses from the engine's own ARP cache ([`neigh`]), seeded from the
+//! kernel's table, learning from every ARP packet seen, and resolving misses
+//! with its own ARP requests while the frames wait (so the first SYN is not
+//! lost).
+//!
+//! The kernel must not answer VIP traffic itself: see [`nft`] for the
+//! nftables table the engine owns (created on reconcile, removed on
+//! shutdown/drop).
+//!
+//! [`realserver`] has the real-server helper (`rvsadm realserver setup`) and
+//! the user-space IPIP/GUE/GRE decapsulator for real servers whose kernel has
+//! no `ipip` module.
+//!
+//! ## Receive and transmit path
+//! `threads` RX threads (default 1; more form a PACKET_FANOUT hash group
+//! sharing the model, the ARP cache and the ICMP flow table), each:
+//! `poll` → take every ready ring slot (up to 256)
+//! → classify → one `Ipvs` lock for up to `batch` packets → rewrite a copy
+//! of each frame → queue → one `sendmmsg` per batch (qdisc bypassed).
+//! Frames larger than a slot (GSO super-packets from veth/virtio peers, up
+//! to 64 KiB) arrive through `PACKET_COPY_THRESH` and TCP ones are
+//! segmented in software ([`fwd::segment_tcp`]); transport checksums left
+//! partial by a local sender (`TP_STATUS_CSUMNOTREADY`) are completed
+//! before forwarding.
+//!
+//! ## IPv6
+//! IPv6 services are served for DR and NAT: extension headers are walked
+//! to the transport header, the hop limit is decremented, NAT rewrites the
+//! addresses with incremental transport checksums, next hops come from
+//! `/proc/net/ipv6_route` and MACs from neighbour discovery (own
+//! solicitations; the cache learns from every NS/NA seen). Unit-tested with
+//! literal frames only: the lab may use 198.18.0.0/15 addresses only.
+//!
+//! ## Limits (this version)
+//! IPv6: no tunnels (ip6ip6 / mixed-family TUN), no ICMPv6 errors (hop
+//! limit exceeded, packet too big, related errors) and no GSO segmentation
+//! (frames above the MTU are counted in `too_big`); untagged Ethernet; RX threads share one `Mutex<Ipvs>` (locked once per
+//! batch), so they scale parsing and I/O but not the model; IPv4 fragments
+//! are left to the kernel (and so dropped by the nft rule when they carry
+//! the VIP port); UDP datagrams
+//! larger than the MTU are not fragmented (counted in `too_big`); fwmark
+//! services are not matched; related ICMP errors are forwarded but not
+//! added to the service counters; `Local` destinations are not served.
+
+pub mod fwd;
+pub mod neigh;
+pub mod nft;
+pub mod realserver;
+pub mod sys;
+
+use fwd::{Classified, Fail, Flow, Flow6, IcmpError, TunParams};
+use neigh::{Actions, ArpCache, Route, Route6};
+use parking_lot::{Mutex, RwLock};
+use rvs_core::{ConnRef, Dir, FwdMethod, Protocol, TcpFlags, TunCsum, TunType, Verdict};
+use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_wire::ethernet::Address as Mac;
+use rvs_wire::icmpv4;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use realserver::{realserver_setup, realserver_teardown, Decap, RealServer};
+
+/// Engine options.
+#[derive(Debug, Clone)]
+pub struct PacketOptions {
+    /// The director's interface (where clients and real servers are).
+    pub interface: String,
+    /// Name of the nftables table the engine owns (`inet <name>`).
+    pub nft_table: String,
+    /// Install the nftables table (tests may turn it off).
+    pub nft: bool,
+    /// sysctl `pmtu_disc` (copy DF to the outer header of tunnels).
+    pub pmtu_disc: bool,
+    /// RX ring geometry.
+    pub ring: sys::RingConf,
+    /// Frames handled per batch (one model lock per batch).
+    pub batch: usize,
+    /// RX threads. With more than one, the sockets form a PACKET_FANOUT
+    /// hash group (a flow stays on one thread); the model, the ARP cache
+    /// and the ICMP flow table are shared.
+    pub threads: usize,
+}
+
+impl PacketOptions {
+    /// Defaults for `interface`.
+    pub fn new(interface: &str) -> PacketOptions {
+        PacketOptions {
+            interface: interface.to_string(),
+            nft_table: "rvs".into(),
+            nft: true,
+            pmtu_disc: true,
+            ring: sys::RingConf::default(),
+            batch: 64,
+            threads: 1,
+        }
+    }
+}
+
+/// Engine counters (all monotonic).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Frames received.
+    pub rx: AtomicU64,
+    /// Frames transmitted.
+    pub tx: AtomicU64,
+    /// Packets forwarded by DR.
+    pub dr: AtomicU64,
+    /// Packets DNATed to a real server.
+    pub nat_in: AtomicU64,
+    /// Replies SNATed back to the client.
+    pub nat_out: AtomicU64,
+    /// Packets tunnelled.
+    pub tun: AtomicU64,
+    /// ICMP errors forwarded / translated.
+    pub icmp_fwd: AtomicU64,
+    /// ICMP errors generated (time exceeded, frag needed, port unreachable).
+    pub icmp_sent: AtomicU64,
+    /// ARP requests sent.
+    pub arp_requests: AtomicU64,
+    /// No route to the next hop.
+    pub no_route: AtomicU64,
+    /// Dropped: neighbour did not resolve in time (or queue full).
+    pub unresolved: AtomicU64,
+    /// Dropped: too big without DF (fragmentation not implemented).
+    pub too_big: AtomicU64,
+    /// Dropped: malformed frames (bad lengths/checksums).
+    pub malformed: AtomicU64,
+    /// Dropped: truncated by the ring (frame larger than a slot).
+    pub truncated: AtomicU64,
+    /// Dropped by the model (NotOurs/Drop for a VIP packet, Local method).
+    pub model_drop: AtomicU64,
+    /// Transmit errors.
+    pub tx_errors: AtomicU64,
+}
+
+impl EngineStats {
+    fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    /// `(name, value)` pairs.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("rx", g(&self.rx)),
+            ("tx", g(&self.tx)),
+            ("dr", g(&self.dr)),
+            ("nat_in", g(&self.nat_in)),
+            ("nat_out", g(&self.nat_out)),
+            ("tun", g(&self.tun)),
+            ("icmp_fwd", g(&self.icmp_fwd)),
+            ("icmp_sent", g(&self.icmp_sent)),
+            ("arp_requests", g(&self.arp_requests)),
+            ("no_route", g(&self.no_route)),
+            ("unresolved", g(&self.unresolved)),
+            ("too_big", g(&self.too_big)),
+            ("malformed", g(&self.malformed)),
+            ("truncated", g(&self.truncated)),
+            ("model_drop", g(&self.model_drop)),
+            ("tx_errors", g(&self.tx_errors)),
+        ]
+    }
+}
+
+#[derive(Debug, Default)]
+struct Wanted {
+    set: HashSet<(Protocol, SocketAddrV4)>,
+    vips: HashSet<Ipv4Addr>,
+    set6: HashSet<(Protocol, SocketAddrV6)>,
+    vips6: HashSet<Ipv6Addr>,
+    keys: Vec<(Protocol, SocketAddr)>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    opts: PacketOptions,
+    wanted: RwLock<Arc<Wanted>>,
+    stop: AtomicBool,
+    stats: EngineStats,
+    nft: Mutex<Option<nft::NftTable>>,
+    arp: Mutex<ArpCache>,
+    flows: Mutex<Flows>,
+}
+
+/// What the engine remembers of connections for ICMP errors.
+#[derive(Default)]
+struct Flows {
+    /// (proto, client, vip) -> entry.
+    map: HashMap<FlowKey, FlowEntry>,
+    /// NAT: (proto, client, real server) -> vip.
+    nat_rev: HashMap<FlowKey, SocketAddrV4>,
+}
+
+impl Inner {
+    fn nat_dests(&self) -> Vec<(Protocol, SocketAddr)> {
+        let ipvs = self.shared.ipvs.lock();
+        let mut v = Vec::new();
+        for s in ipvs.services() {
+            if let rvs_core::SvcKey::Addr { proto, .. } = s.key() {
+                for d in s.dests() {
+                    if d.fwd() == FwdMethod::Masq {
+                        v.push((proto, SocketAddr::new(d.addr(), d.port())));
+                    }
+                }
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn sync_nft(&self) {
+        let mut g = self.nft.lock();
+        let Some(t) = g.as_mut() else { return };
+        let keys = self.wanted.read().keys.clone();
+        let nat = self.nat_dests();
+        if let Err(e) = t.apply(&keys, &nat) {
+            tracing::warn!(error = %e, "installing the nftables table failed");
+        }
+    }
+}
+
+/// The AF_PACKET engine. Dropping it (or [`Engine::shutdown`]) stops the
+/// RX thread and removes the nftables table.
+pub struct PacketEngine {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Facts about the interface.
+#[derive(Debug, Clone)]
+struct IfInfo {
+    name: String,
+    mac: Mac,
+    mtu: u16,
+    addrs: Vec<(Ipv4Addr, u8)>,
+    addrs6: Vec<(Ipv6Addr, u8)>,
+}
+
+impl PacketEngine {
+    /// Open the ring on `opts.interface` and start the RX thread. Needs
+    /// CAP_NET_RAW (and CAP_NET_ADMIN for the nftables table).
+    pub fn new(shared: Arc<Shared>, opts: PacketOptions) -> io::Result<PacketEngine> {
+        let ifindex = sys::if_index(&opts.interface)?;
+        let info = IfInfo {
+            name: opts.interface.clone(),
+            mac: sys::if_mac(&opts.interface)?,
+            mtu: sys::if_mtu(&opts.interface)?.min(u32::from(u16::MAX)) as u16,
+            addrs: sys::if_ipv4_addrs(&opts.interface)?,
+            addrs6: sys::if_ipv6_addrs(&opts.interface).unwrap_or_default(),
+        };
+        let n = opts.threads.max(1);
+        let mut socks = Vec::with_capacity(n);
+        let group = (std::process::id() as u16) ^ (ifindex as u16).rotate_left(8);
+        for _ in 0..n {
+            let s = sys::PacketSocket::open(ifindex, opts.ring)?;
+            if n > 1 {
+                s.join_fanout(group)?;
+            }
+            socks.push(s);
+        }
+        let nft = opts
+            .nft
+            .then(|| nft::NftTable::new(&opts.nft_table, &opts.interface));
+        let inner = Arc::new(Inner {
+            shared,
+            opts,
+            wanted: RwLock::new(Arc::new(Wanted::default())),
+            stop: AtomicBool::new(false),
+            stats: EngineStats::default(),
+            nft: Mutex::new(nft),
+            arp: Mutex::new(ArpCache::new()),
+            flows: Mutex::new(Flows::default()),
+        });
+        if let Ok(t) = std::fs::read_to_string("/proc/net/arp") {
+            inner
+                .arp
+                .lock()
+                .seed(&neigh::parse_proc_arp(&t, &info.name), Instant::now());
+        }
+        let mut threads = Vec::with_capacity(n);
+        for (id, sock) in socks.into_iter().enumerate() {
+            let (i2, info) = (inner.clone(), info.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("rvs-packet-{id}"))
+                .spawn(move || Worker::new(id, i2, sock, info).run())?;
+            threads.push(t);
+        }
+        Ok(PacketEngine {
+            inner,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Engine counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.stats
+    }
+}
+
+impl Engine for PacketEngine {
+    fn name(&self) -> &'static str {
+        "packet"
+    }
+
+    fn reconcile(&self, wanted: &[ListenKey]) {
+        let mut w = Wanted::default();
+        for k in wanted {
+            match k.addr {
+                SocketAddr::V4(a) => {
+                    w.set.insert((k.proto, a));
+                    w.vips.insert(*a.ip());
+                    w.keys.push((k.proto, k.addr));
+                }
+                SocketAddr::V6(a) => {
+                    w.set6
+                        .insert((k.proto, SocketAddrV6::new(*a.ip(), a.port(), 0, 0)));
+                    w.vips6.insert(*a.ip());
+                    w.keys.push((k.proto, k.addr));
+                }
+            }
+        }
+        w.keys.sort();
+        *self.inner.wanted.write() = Arc::new(w);
+        self.inner.sync_nft();
+    }
+
+    fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        if let Some(mut t) = self.inner.nft.lock().take() {
+            t.remove();
+        }
+    }
+}
+
+impl Drop for PacketEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the engine remembers of a connection for ICMP errors.
+#[derive(Debug, Clone, Copy)]
+struct FlowEntry {
+    conn: ConnRef,
+    dest: SocketAddrV4,
+    fwd: FwdMethod,
+    tun: (TunType, u16, TunCsum),
+}
+
+type FlowKey = (Protocol, SocketAddrV4, SocketAddrV4);
+
+/// Frames per `sendmmsg`.
+const TX_BATCH: usize = 64;
+
+struct Worker {
+    /// 0 also runs the shared periodic work (ARP retries, nft, cleanup).
+    id: usize,
+    inner: Arc<Inner>,
+    sock: sys::PacketSocket,
+    info: IfInfo,
+    routes: Vec<Route>,
+    routes6: Vec<Route6>,
+    /// Working copy of the frame being forwarded.
+    buf: Vec<u8>,
+    /// Output of encapsulation / ICMP building.
+    out: Vec<u8>,
+    /// GSO segments.
+    segs: Vec<Vec<u8>>,
+    /// Transmit queue: frames back to back, and (start, len) of each.
+    txbuf: Vec<u8>,
+    txlens: Vec<(usize, usize)>,
+    ident: u16,
+    ticks: [Instant; 3],
+}
+
+enum Job {
+    In(Flow),
+    Out(Flow),
+    In6(Flow6),
+    Out6(Flow6),
+}
+
+impl Worker {
+    fn new(id: usize, inner: Arc<Inner>, sock: sys::PacketSocket, info: IfInfo) -> Worker {
+        let now = Instant::now();
+        let mut w = Worker {
+            id,
+            inner,
+            sock,
+            info,
+            routes: Vec::new(),
+            routes6: Vec::new(),
+            buf: Vec::with_capacity(65536),
+            out: Vec::with_capacity(2048),
+            segs: Vec::new(),
+            txbuf: Vec::with_capacity(TX_BATCH * 1600),
+            txlens: Vec::with_capacity(TX_BATCH),
+            ident: 1,
+            ticks: [now; 3],
+        };
+        w.refresh_if();
+        w
+    }
+
+    fn refresh_if(&mut self) {
+        if let Ok(t) = std::fs::read_to_string("/proc/net/route") {
+            self.routes = neigh::parse_proc_route(&t, &self.info.name);
+        }
+        if let Ok(t) = std::fs::read_to_string("/proc/net/ipv6_route") {
+            self.routes6 = neigh::parse_proc_ipv6_route(&t, &self.info.name);
+        }
+        if let Ok(a) = sys::if_ipv4_addrs(&self.info.name) {
+            self.info.addrs = a;
+        }
+        if let Ok(a) = sys::if_ipv6_addrs(&self.info.name) {
+            self.info.addrs6 = a;
+        }
+        if let Ok(m) = sys::if_mtu(&self.info.name) {
+            self.info.mtu = m.min(u32::from(u16::MAX)) as u16;
+        }
+    }
+
+    /// Our source address toward `dst`: an address on the interface in the
+    /// same subnet if possible, never a served VIP.
+    fn our_addr(&self, dst: Ipv4Addr, vips: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let mut cands = self.info.addrs.iter().filter(|(a, _)| !vips.contains(a));
+        let same = cands.clone().find(|(a, p)| {
+            let m = if *p == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(*p))
+            };
+            u32::from(*a) & m == u32::from(dst) & m
+        });
+        same.or_else(|| cands.next()).map(|(a, _)| *a)
+    }
+
+    fn is_local(&self, a: &Ipv4Addr) -> bool {
+        self.info.addrs.iter().any(|(x, _)| x == a)
+    }
+
+    fn is_local6(&self, a: &Ipv6Addr) -> bool {
+        self.info.addrs6.iter().any(|(x, _)| x == a)
+    }
+
+    /// Our IPv6 source toward `dst` for neighbour solicitations: an
+    /// address in the same prefix, else any non-VIP one.
+    fn our_addr6(&self, dst: Ipv6Addr, vips: &HashSet<Ipv6Addr>) -> Option<Ipv6Addr> {
+        let mut cands = self.info.addrs6.iter().filter(|(a, _)| !vips.contains(a));
+        let same = cands.clone().find(|(a, p)| {
+            let m = if *p == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from((*p).min(128)))
+            };
+            u128::from(*a) & m == u128::from(dst) & m
+        });
+        same.or_else(|| cands.next()).map(|(a, _)| *a)
+    }
+
+    fn run(mut self) {
+        let mut frames = Vec::new();
+        while !self.inner.stop.load(Ordering::Relaxed) {
+            match self.sock.wait(Duration::from_millis(50)) {
+                Ok(true) => {
+                    if self.sock.recv_block(&mut frames) {
+                        for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
+                            self.handle_batch(chunk);
+                        }
+                        self.sock.release_block();
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "packet engine: poll failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            self.tick();
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.ticks[1]) >= Duration::from_secs(1) {
+            self.ticks[1] = now;
+            self.refresh_if();
+            if self.id == 0 {
+                self.inner.sync_nft();
+            }
+        }
+        if self.id != 0 {
+            return;
+        }
+        if now.duration_since(self.ticks[0]) >= Duration::from_millis(100) {
+            self.ticks[0] = now;
+            let mut a = Actions::default();
+            self.inner.arp.lock().tick(now, &mut a);
+            self.do_actions(a);
+            self.flush();
+        }
+        if now.duration_since(self.ticks[2]) >= Duration::from_secs(5) {
+            self.ticks[2] = now;
+            let t = self.inner.shared.now();
+            let live: HashSet<FlowKey> = {
+                let flows = self.inner.flows.lock();
+                let ipvs = self.inner.shared.ipvs.lock();
+                flows
+                    .map
+                    .iter()
+                    .filter(|(_, e)| ipvs.conn(t, e.conn).is_some())
+                    .map(|(k, _)| *k)
+                    .collect()
+            };
+            let mut flows = self.inner.flows.lock();
+            flows.map.retain(|k, _| live.contains(k));
+            flows
+                .nat_rev
+                .retain(|(p, c, _), v| live.contains(&(*p, *c, *v)));
+        }
+    }
+
+    fn handle_batch(&mut self, frames: &[sys::RxFrame]) {
+        let st = &self.inner.stats;
+        let wanted = self.inner.wanted.read().clone();
+        let mut jobs: Vec<(usize, Job, rvs_core::Packet)> = Vec::with_capacity(frames.len());
+        let mut icmps: Vec<(usize, IcmpError)> = Vec::new();
+        let mut learn: Vec<(IpAddr, Mac)> = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            if f.pkttype == sys::PACKET_OUTGOING {
+                continue;
+            }
+            EngineStats::inc(&st.rx);
+            let c = fwd::classify(self.sock.frame(f));
+            if f.len < f.wire_len {
+                if matches!(c, Classified::Flow(fl) if wanted.set.contains(&(fl.proto, fl.dst))) {
+                    EngineStats::inc(&st.truncated);
+                }
+                continue;
+            }
+            match c {
+                Classified::Arp(r) => {
+                    learn.push((r.source_protocol_addr.into(), r.source_hardware_addr))
+                }
+                Classified::Neighbor { ip, mac } => learn.push((ip.into(), mac)),
+                Classified::Flow6(fl) => {
+                    if fl.dst_mac != self.info.mac {
+                        continue;
+                    }
+                    let dir = if wanted.set6.contains(&(fl.proto, fl.dst)) {
+                        Dir::In
+                    } else if !self.is_local6(fl.dst.ip()) && !wanted.vips6.contains(fl.dst.ip()) {
+                        Dir::Out
+                    } else {
+                        continue;
+                    };
+                    let pkt = rvs_core::Packet {
+                        fwmark: 0,
+                        proto: fl.proto,
+                        src: SocketAddr::V6(fl.src),
+                        dst: SocketAddr::V6(fl.dst),
+                        tcp_flags: TcpFlags(fl.flags),
+                        len: fl.l3_len,
+                        dir,
+                    };
+                    let job = if dir == Dir::In {
+                        Job::In6(fl)
+                    } else {
+                        Job::Out6(fl)
+                    };
+                    jobs.push((i, job, pkt));
+                }
+                Classified::Flow(fl) => {
+                    if fl.dst_mac != self.info.mac {
+                        continue;
+                    }
+                    let dir = if wanted.set.contains(&(fl.proto, fl.dst)) {
+                        Dir::In
+                    } else if !self.is_local(fl.dst.ip()) && !wanted.vips.contains(fl.dst.ip()) {
+                        Dir::Out
+                    } else {
+                        continue;
+                    };
+                    let pkt = rvs_core::Packet {
+                        fwmark: 0,
+                        proto: fl.proto,
+                        src: SocketAddr::V4(fl.src),
+                        dst: SocketAddr::V4(fl.dst),
+                        tcp_flags: TcpFlags(fl.flags),
+                        len: u32::from(fl.l3_len),
+                        dir,
+                    };
+                    let job = if dir == Dir::In {
+                        Job::In(fl)
+                    } else {
+                        Job::Out(fl)
+                    };
+                    jobs.push((i, job, pkt));
+                }
+                Classified::IcmpError(e) if e.dst_mac == self.info.mac => icmps.push((i, e)),
+                Classified::Malformed(_) => EngineStats::inc(&st.malformed),
+                _ => {}
+            }
+        }
+        // One model lock for the whole batch.
+        let mut verdicts = Vec::with_capacity(jobs.len());
+        if !jobs.is_empty() {
+            let now = self.inner.shared.now();
+            let mut ipvs = self.inner.shared.ipvs.lock();
+            for (_, _, p) in &jobs {
+                verdicts.push(ipvs.process(now, p, &[]));
+            }
+        }
+        let now = Instant::now();
+        let mut acts = Actions::default();
+        if !learn.is_empty() {
+            let mut arp = self.inner.arp.lock();
+            for (ip, mac) in learn {
+                arp.learn(ip, mac, now, &mut acts);
+            }
+        }
+        self.do_actions(acts);
+        for ((i, job, _), v) in jobs.into_iter().zip(verdicts) {
+            let f = frames[i];
+            self.load(&f);
+            match job {
+                Job::In(fl) => self.forward_in(&fl, v, &wanted),
+                Job::Out(fl) => self.forward_out(&fl, v),
+                Job::In6(fl) => self.forward_in6(&fl, v, f.csum_not_ready),
+                Job::Out6(fl) => self.forward_out6(&fl, v, f.csum_not_ready),
+            }
+        }
+        for (i, e) in icmps {
+            let f = frames[i];
+            self.load(&f);
+            self.forward_icmp(&e, &wanted);
+        }
+        self.flush();
+    }
+
+    /// Copy a ring frame into the working buffer, completing a partial
+    /// transport checksum.
+    fn load(&mut self, f: &sys::RxFrame) {
+        self.buf.clear();
+        self.buf.extend_from_slice(self.sock.frame(f));
+        if f.csum_not_ready {
+            let _ = fwd::complete_l4_checksum(&mut self.buf, fwd::ETH_LEN);
+        }
+    }
+
+    fn forward_in(&mut self, fl: &Flow, v: Verdict, wanted: &Wanted) {
+        let st = &self.inner.stats;
+        match v {
+            Verdict::Forward {
+                conn,
+                dest,
+                fwd,
+                tun,
+                created,
+            } => {
+                let SocketAddr::V4(dest) = dest else {
+                    EngineStats::inc(&st.model_drop);
+                    return;
+                };
+                if created {
+                    let mut flows = self.inner.flows.lock();
+                    let e = FlowEntry {
+                        conn,
+                        dest,
+                        fwd,
+                        tun,
+                    };
+                    flows.map.insert((fl.proto, fl.src, fl.dst), e);
+                    if fwd == FwdMethod::Masq {
+                        flows.nat_rev.insert((fl.proto, fl.src, dest), fl.dst);
+                    }
+                }
+                let hash = fwd::flow_hash(fl);
+                let mut buf = std::mem::take(&mut self.buf);
+                if usize::from(fl.l3_len) > usize::from(self.info.mtu) && fl.proto == Protocol::Tcp
+                {
+                    // A GSO super-packet (virtual NICs): segment in software.
+                    let mut segs = std::mem::take(&mut self.segs);
+                    segs.clear();
+                    match fwd::segment_tcp(&buf, fl.l3, self.info.mtu, &mut segs) {
+                        Ok(()) => {
+                            for seg in segs.iter_mut() {
+                                if let Classified::Flow(sf) = fwd::classify(seg) {
+                                    if let Err(e) =
+                                        self.xmit(seg, &sf, fwd, dest, tun, hash, wanted)
+                                    {
+                                        self.fail(seg, fwd::ETH_LEN, *fl.dst.ip(), e);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => self.fail(&buf, fl.l3, *fl.dst.ip(), e),
+                    }
+                    self.segs = segs;
+                } else if let Err(e) = self.xmit(&mut buf, fl, fwd, dest, tun, hash, wanted) {
+                    self.fail(&buf, fl.l3, *fl.dst.ip(), e);
+                }
+                self.buf = buf;
+            }
+            Verdict::NoDest => {
+                EngineStats::inc(&st.model_drop);
+                let buf = std::mem::take(&mut self.buf);
+                let code = icmpv4::CODE_PORT_UNREACHABLE;
+                self.send_icmp(
+                    &buf,
+                    fl.l3,
+                    *fl.dst.ip(),
+                    icmpv4::msg_type::DST_UNREACHABLE,
+                    code,
+                    0,
+                );
+                self.buf = buf;
+            }
+            _ => EngineStats::inc(&st.model_drop),
+        }
+    }
+
+    /// Forward the packet (IPv4 at `fl.l3` of `buf`) to `dest` by `fwd`.
+    #[allow(clippy::too_many_arguments)]
+    fn xmit(
+        &mut self,
+        buf: &mut [u8],
+        fl: &Flow,
+        fwd: FwdMethod,
+        dest: SocketAddrV4,
+        tun: (TunType, u16, TunCsum),
+        hash: u32,
+        wanted: &Wanted,
+    ) -> Result<(), Fail> {
+        let st = &self.inner.stats;
+        match fwd {
+            FwdMethod::Route => {
+                fwd::dr(buf, fl.l3)?;
+                EngineStats::inc(&st.dr);
+                // KNOWN_NH: the real server itself is the next hop.
+                self.send_to(buf, *dest.ip());
+            }
+            FwdMethod::Masq => {
+                fwd::nat_in(buf, fl, dest)?;
+                EngineStats::inc(&st.nat_in);
+                self.route_and_send(buf, *dest.ip());
+            }
+            FwdMethod::Tunnel => self.tunnel(buf, fl.l3, fl.l3_len, dest, tun, hash, wanted)?,
+            FwdMethod::Local => EngineStats::inc(&st.model_drop),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tunnel(
+        &mut self,
+        buf: &[u8],
+        l3: usize,
+        l3_len: u16,
+        dest: SocketAddrV4,
+        tun: (TunType, u16, TunCsum),
+        hash: u32,
+        wanted: &Wanted,
+    ) -> Result<(), Fail> {
+        let Some(src) = self.our_addr(*dest.ip(), &wanted.vips) else {
+            EngineStats::inc(&self.inner.stats.no_route);
+            return Ok(());
+        };
+        self.ident = self.ident.wrapping_add(1);
+        let p = TunParams {
+            kind: tun.0,
+            port: tun.1,
+            csum: tun.2,
+            src,
+            dst: *dest.ip(),
+            ident: self.ident,
+            pmtu_disc: self.inner.opts.pmtu_disc,
+            mtu: self.info.mtu,
+        };
+        let mut out = std::mem::take(&mut self.out);
+        let r = fwd::tun_encap(
+            buf,
+            l3,
+            l3_len,
+            &p,
+            hash,
+            (self.info.mac, Mac::ZERO),
+            &mut out,
+        );
+        if r.is_ok() {
+            EngineStats::inc(&self.inner.stats.tun);
+            self.route_and_send(&mut out, *dest.ip());
+        }
+        self.out = out;
+        r
+    }
+
+    /// React to a forwarding failure of the packet at `l3` of `orig`.
+    fn fail(&mut self, orig: &[u8], l3: usize, src: Ipv4Addr, e: Fail) {
+        let st = &self.inner.stats;
+        match e {
+            Fail::TtlExceeded => self.send_icmp(
+                orig,
+                l3,
+                src,
+                icmpv4::msg_type::TIME_EXCEEDED,
+                icmpv4::CODE_TTL_EXCEEDED,
+                0,
+            ),
+            Fail::FragNeeded(mtu) => self.send_icmp(
+                orig,
+                l3,
+                src,
+                icmpv4::msg_type::DST_UNREACHABLE,
+                icmpv4::CODE_FRAG_NEEDED,
+                u32::from(mtu),
+            ),
+            Fail::TooBig => EngineStats::inc(&st.too_big),
+            Fail::Malformed => EngineStats::inc(&st.malformed),
+        }
+    }
+
+    /// IPv6 client -> VIP packet: DR or NAT (IPv6 tunnels are not done).
+    fn forward_in6(&mut self, fl: &Flow6, v: Verdict, csum_not_ready: bool) {
+        let inner = self.inner.clone();
+        let st = &inner.stats;
+        let Verdict::Forward {
+            dest: SocketAddr::V6(dest),
+            fwd,
+            ..
+        } = v
+        else {
+            EngineStats::inc(&st.model_drop);
+            return;
+        };
+        if fl.l3_len as usize > usize::from(self.info.mtu) {
+            EngineStats::inc(&st.too_big);
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        if csum_not_ready {
+            let _ = fwd::complete_l4_checksum6(&mut buf, fl);
+        }
+        let r = match fwd {
+            FwdMethod::Route => fwd::dr6(&mut buf, fl.l3).map(|()| {
+                EngineStats::inc(&st.dr);
+                self.send_to(&mut buf, *dest.ip());
+            }),
+            FwdMethod::Masq => fwd::nat6_in(&mut buf, fl, dest).map(|()| {
+                EngineStats::inc(&st.nat_in);
+                self.route_and_send(&mut buf, *dest.ip());
+            }),
+            FwdMethod::Tunnel | FwdMethod::Local => {
+                EngineStats::inc(&st.model_drop);
+                Ok(())
+            }
+        };
+        match r {
+            Err(Fail::Malformed) => EngineStats::inc(&st.malformed),
+            Err(_) => EngineStats::inc(&st.model_drop),
+            Ok(()) => {}
+        }
+        self.buf = buf;
+    }
+
+    /// IPv6 real server -> client reply of a NAT connection.
+    fn forward_out6(&mut self, fl: &Flow6, v: Verdict, csum_not_ready: bool) {
+        let Verdict::Reply {
+            vaddr: SocketAddr::V6(vaddr),
+            fwd: FwdMethod::Masq,
+            ..
+        } = v
+        else {
+            return;
+        };
+        if fl.l3_len as usize > usize::from(self.info.mtu) {
+            EngineStats::inc(&self.inner.stats.too_big);
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        if csum_not_ready {
+            let _ = fwd::complete_l4_checksum6(&mut buf, fl);
+        }
+        if fwd::nat6_out(&mut buf, fl, vaddr).is_ok() {
+            EngineStats::inc(&self.inner.stats.nat_out);
+            self.route_and_send(&mut buf, *fl.dst.ip());
+        }
+        self.buf = buf;
+    }
+
+    fn forward_out(&mut self, fl: &Flow, v: Verdict) {
+        // Only NAT replies are ours to send; others were accepted by the
+        // model (state/stats) and stay with the kernel, as ip_vs_out does.
+        let Verdict::Reply {
+            vaddr: SocketAddr::V4(vaddr),
+            fwd: FwdMethod::Masq,
+            ..
+        } = v
+        else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        if usize::from(fl.l3_len) > usize::from(self.info.mtu) && fl.proto == Protocol::Tcp {
+            let mut segs = std::mem::take(&mut self.segs);
+            segs.clear();
+            if fwd::segment_tcp(&buf, fl.l3, self.info.mtu, &mut segs).is_ok() {
+                for seg in segs.iter_mut() {
+                    if let Classified::Flow(sf) = fwd::classify(seg) {
+                        self.nat_out_one(seg, &sf, vaddr);
+                    }
+                }
+            } else {
+                EngineStats::inc(&self.inner.stats.too_big);
+            }
+            self.segs = segs;
+        } else {
+            self.nat_out_one(&mut buf, fl, vaddr);
+        }
+        self.buf = buf;
+    }
+
+    fn nat_out_one(&mut self, buf: &mut [u8], fl: &Flow, vaddr: SocketAddrV4) {
+        match fwd::nat_out(buf, fl, vaddr) {
+            Ok(()) => {
+                EngineStats::inc(&self.inner.stats.nat_out);
+                self.route_and_send(buf, *fl.dst.ip());
+            }
+            Err(e) => self.fail(buf, fl.l3, *vaddr.ip(), e),
+        }
+    }
+
+    fn forward_icmp(&mut self, e: &IcmpError, wanted: &Wanted) {
+        let st = &self.inner.stats;
+        let mut buf = std::mem::take(&mut self.buf);
+        if wanted.vips.contains(&e.dst) {
+            // Client side: the error quotes our reply VIP:vport -> client.
+            let key = (e.inner_proto, e.inner_dst, e.inner_src);
+            let fe = self.inner.flows.lock().map.get(&key).copied();
+            if let Some(fe) = fe {
+                let now = self.inner.shared.now();
+                let alive = self.inner.shared.ipvs.lock().conn(now, fe.conn).is_some();
+                if alive {
+                    EngineStats::inc(&st.icmp_fwd);
+                    let r = match fe.fwd {
+                        FwdMethod::Masq => fwd::nat_icmp(&mut buf, e, true, fe.dest)
+                            .map(|()| self.route_and_send(&mut buf, *fe.dest.ip())),
+                        FwdMethod::Route => {
+                            fwd::dr(&mut buf, e.l3).map(|()| self.send_to(&mut buf, *fe.dest.ip()))
+                        }
+                        FwdMethod::Tunnel => {
+                            let hash =
+                                u32::from(e.inner_src.port()) ^ u32::from(e.inner_dst.port());
+                            self.tunnel(&buf, e.l3, e.l3_len, fe.dest, fe.tun, hash, wanted)
+                        }
+                        FwdMethod::Local => Ok(()),
+                    };
+                    if let Err(x) = r {
+                        self.fail(&buf, e.l3, e.dst, x);
+                    }
+                }
+            }
+        } else if !self.is_local(&e.dst) {
+            // Real-server side (NAT): quotes client -> rs:dport.
+            let key = (e.inner_proto, e.inner_src, e.inner_dst);
+            let vip = self.inner.flows.lock().nat_rev.get(&key).copied();
+            if let Some(vip) = vip {
+                if fwd::nat_icmp(&mut buf, e, false, vip).is_ok() {
+                    EngineStats::inc(&st.icmp_fwd);
+                    self.route_and_send(&mut buf, e.dst);
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// Answer the packet at `l3` of `orig` with an ICMP error from `src`
+    /// back to the frame's sender.
+    fn send_icmp(&mut self, orig: &[u8], l3: usize, src: Ipv4Addr, t: u8, code: u8, rest: u32) {
+        let Ok(eth) = rvs_wire::ethernet::Frame::new_checked(orig) else {
+            return;
+        };
+        let back = eth.src_addr();
+        let mut out = std::mem::take(&mut self.out);
+        let ok = orig.get(l3..).is_some_and(|o| {
+            fwd::icmp_error_frame(&mut out, (self.info.mac, back), src, o, t, code, rest).is_ok()
+        });
+        if ok {
+            EngineStats::inc(&self.inner.stats.icmp_sent);
+            self.tx(&out);
+        }
+        self.out = out;
+    }
+
+    fn route_and_send(&mut self, buf: &mut [u8], dst: impl Into<IpAddr>) {
+        let nh = match dst.into() {
+            IpAddr::V4(d) => neigh::next_hop(&self.routes, d).map(IpAddr::V4),
+            IpAddr::V6(d) => neigh::next_hop6(&self.routes6, d).map(IpAddr::V6),
+        };
+        match nh {
+            Some(nh) => self.send_to(buf, nh),
+            None => EngineStats::inc(&self.inner.stats.no_route),
+        }
+    }
+
+    /// Send to the neighbour `nh` (resolving its MAC, parking the frame if
+    /// unknown).
+    fn send_to(&mut self, buf: &mut [u8], nh: impl Into<IpAddr>) {
+        let nh: IpAddr = nh.into();
+        let now = Instant::now();
+        let hit = self.inner.arp.lock().lookup(nh, now);
+        match hit {
+            Some((dmac, refresh)) => {
+                fwd::set_macs(buf, self.info.mac, dmac);
+                self.tx(buf);
+                if refresh {
+                    self.arp_request(nh);
+                }
+            }
+            None => {
+                fwd::set_macs(buf, self.info.mac, Mac::ZERO);
+                let mut a = Actions::default();
+                self.inner.arp.lock().park(nh, buf.to_vec(), now, &mut a);
+                self.do_actions(a);
+            }
+        }
+    }
+
+    fn do_actions(&mut self, a: Actions) {
+        self.inner
+            .stats
+            .unresolved
+            .fetch_add(a.dropped, Ordering::Relaxed);
+        for ip in a.requests {
+            self.arp_request(ip);
+        }
+        for (mac, mut frame) in a.ready {
+            fwd::set_macs(&mut frame, self.info.mac, mac);
+            self.tx(&frame);
+        }
+    }
+
+    /// ARP request (IPv4) or neighbour solicitation (IPv6) for `target`.
+    fn arp_request(&mut self, target: IpAddr) {
+        let wanted = self.inner.wanted.read().clone();
+        match target {
+            IpAddr::V4(t) => {
+                let Some(src) = self.our_addr(t, &wanted.vips) else {
+                    return;
+                };
+                let b = fwd::arp_request(self.info.mac, src, t);
+                self.tx(&b);
+            }
+            IpAddr::V6(t) => {
+                let Some(src) = self.our_addr6(t, &wanted.vips6) else {
+                    return;
+                };
+                let b = fwd::nd_solicit(self.info.mac, src, t);
+                self.tx(&b);
+            }
+        }
+        EngineStats::inc(&self.inner.stats.arp_requests);
+    }
+
+    /// Queue a frame for transmission (flushed with one `sendmmsg` per
+    /// batch, or when the queue is full).
+    fn tx(&mut self, b: &[u8]) {
+        let start = self.txbuf.len();
+        self.txbuf.extend_from_slice(b);
+        self.txlens.push((start, b.len()));
+        if self.txlens.len() >= TX_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Send the queued frames.
+    fn flush(&mut self) {
+        if self.txlens.is_empty() {
+            return;
+        }
+        let frames: Vec<&[u8]> = self
+            .txlens
+            .iter()
+            .map(|(s, l)| &self.txbuf[*s..*s + *l])
+            .collect();
+        let sent = self.sock.send_many(&frames) as u64;
+        let failed = frames.len() as u64 - sent;
+        self.inner.stats.tx.fetch_add(sent, Ordering::Relaxed);
+        if failed > 0 {
+            self.inner
+                .stats
+                .tx_errors
+                .fetch_add(failed, Ordering::Relaxed);
+        }
+        self.txbuf.clear();
+        self.txlens.clear();
+    }
+}
+
+/// Re-exported for tests and tools.
+pub use fwd::classify;
+
+#[cfg(test)]
+mod test {
+    #[test]
+    fn engine_is_send_sync() {
+        fn s<T: Send + Sync>() {}
+        s::<super::PacketEngine>();
+    }
+}

@@ -1,0 +1,377 @@
+//! Next-hop selection and neighbour resolution (ARP for IPv4, neighbour
+//! discovery for IPv6) for the engine.
+//!
+//! * Routes come from `/proc/net/route` and `/proc/net/ipv6_route` (this
+//!   network namespace), only the ones on the engine's interface; longest
+//!   prefix wins.
+//! * The neighbour cache is seeded from the kernel's ARP table
+//!   (`/proc/net/arp`) and learns from every ARP packet and every neighbour
+//!   solicitation/advertisement seen on the interface. On a miss the engine
+//!   sends its own ARP request / neighbour solicitation and parks up to [`MAX_PENDING`]
+//!   frames for that address; they are sent as soon as the reply arrives
+//!   (so a SYN is not lost and the client sees no 1 s retransmission delay),
+//!   or dropped after [`RESOLVE_TIMEOUT`].
+
+use rvs_wire::ethernet::Address as Mac;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+/// Frames parked per unresolved address.
+pub const MAX_PENDING: usize = 64;
+/// Give up on an unresolved address after this long.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Re-request an unresolved address this often.
+pub const REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Entries older than this are refreshed (re-requested while still used).
+pub const REFRESH_AFTER: Duration = Duration::from_secs(60);
+/// Upper bound on cache entries.
+pub const MAX_ENTRIES: usize = 65536;
+
+/// One IPv4 route on our interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network.
+    pub dst: Ipv4Addr,
+    /// Prefix length.
+    pub plen: u8,
+    /// Gateway, `None` for on-link.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Parse `/proc/net/route` text, keeping routes of `iface` that are up.
+pub fn parse_proc_route(text: &str, iface: &str) -> Vec<Route> {
+    let mut v = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 || f[0] != iface {
+            continue;
+        }
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        let (Some(dst), Some(gw), Some(flags), Some(mask)) =
+            (hex(f[1]), hex(f[2]), hex(f[3]), hex(f[7]))
+        else {
+            continue;
+        };
+        if flags & 1 == 0 {
+            continue; // RTF_UP
+        }
+        // The kernel prints the network-order u32 with %08X on this host.
+        let ip = |x: u32| Ipv4Addr::from(x.to_ne_bytes());
+        let gateway = (flags & 2 != 0 && gw != 0).then(|| ip(gw));
+        v.push(Route {
+            dst: ip(dst),
+            plen: u32::from_be_bytes(mask.to_ne_bytes()).count_ones() as u8,
+            gateway,
+        });
+    }
+    v
+}
+
+/// Routing decision: the neighbour to send to for `dst`, or `None` if no
+/// route on our interface covers it.
+pub fn next_hop(routes: &[Route], dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    let d = u32::from(dst);
+    routes
+        .iter()
+        .filter(|r| {
+            let mask = if r.plen == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(r.plen))
+            };
+            d & mask == u32::from(r.dst) & mask
+        })
+        .max_by_key(|r| r.plen)
+        .map(|r| r.gateway.unwrap_or(dst))
+}
+
+/// One IPv6 route on our interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route6 {
+    /// Destination network.
+    pub dst: Ipv6Addr,
+    /// Prefix length.
+    pub plen: u8,
+    /// Gateway, `None` for on-link.
+    pub gateway: Option<Ipv6Addr>,
+}
+
+/// Parse `/proc/net/ipv6_route` text, keeping unicast routes of `iface`
+/// that are up (local/multicast table entries are skipped).
+pub fn parse_proc_ipv6_route(text: &str, iface: &str) -> Vec<Route6> {
+    let hex16 = |s: &str| -> Option<Ipv6Addr> {
+        if s.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(Ipv6Addr::from)
+    };
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[9] != iface {
+            continue;
+        }
+        let (Some(dst), Ok(plen), Some(gw), Ok(flags)) = (
+            hex16(f[0]),
+            u8::from_str_radix(f[1], 16),
+            hex16(f[4]),
+            u32::from_str_radix(f[8], 16),
+        ) else {
+            continue;
+        };
+        if flags & 1 == 0 || dst.is_multicast() {
+            continue;
+        }
+        let gateway = (flags & 2 != 0 && !gw.is_unspecified()).then_some(gw);
+        v.push(Route6 { dst, plen, gateway });
+    }
+    v
+}
+
+/// IPv6 routing decision (see [`next_hop`]).
+pub fn next_hop6(routes: &[Route6], dst: Ipv6Addr) -> Option<Ipv6Addr> {
+    let d = u128::from(dst);
+    routes
+        .iter()
+        .filter(|r| {
+            let mask = if r.plen == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(r.plen.min(128)))
+            };
+            d & mask == u128::from(r.dst) & mask
+        })
+        .max_by_key(|r| r.plen)
+        .map(|r| r.gateway.unwrap_or(dst))
+}
+
+/// Parse `/proc/net/arp`: complete entries of `iface`.
+pub fn parse_proc_arp(text: &str, iface: &str) -> Vec<(Ipv4Addr, Mac)> {
+    let mut v = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[5] != iface {
+            continue;
+        }
+        let flags = u32::from_str_radix(f[2].trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & 2 == 0 {
+            continue; // ATF_COM
+        }
+        if let (Ok(ip), Some(mac)) = (f[0].parse(), crate::sys::parse_mac(f[3])) {
+            v.push((ip, mac));
+        }
+    }
+    v
+}
+
+#[derive(Debug)]
+struct Pending {
+    frames: Vec<Vec<u8>>,
+    first: Instant,
+    last_request: Instant,
+}
+
+/// What to do after a lookup miss or a tick.
+#[derive(Debug, Default)]
+pub struct Actions {
+    /// Send an ARP request / neighbour solicitation for each of these.
+    pub requests: Vec<IpAddr>,
+    /// Frames whose destination MAC can now be filled: `(mac, frame)`.
+    pub ready: Vec<(Mac, Vec<u8>)>,
+    /// Frames dropped because resolution timed out or the queue was full.
+    pub dropped: u64,
+}
+
+/// The engine's ARP cache with a pending-frame queue.
+#[derive(Debug, Default)]
+pub struct ArpCache {
+    /// MAC, when learned, when a refresh was last requested.
+    entries: HashMap<IpAddr, (Mac, Instant, Option<Instant>)>,
+    pending: HashMap<IpAddr, Pending>,
+}
+
+impl ArpCache {
+    /// Empty cache.
+    pub fn new() -> ArpCache {
+        ArpCache::default()
+    }
+
+    /// Known MAC for `ip`. `refresh` is set (at most once per
+    /// [`REQUEST_INTERVAL`]) when the entry is old and a new request should
+    /// be sent; the entry is still returned and used meanwhile.
+    pub fn lookup(&mut self, ip: IpAddr, now: Instant) -> Option<(Mac, bool)> {
+        let (m, learned, asked) = self.entries.get_mut(&ip)?;
+        let mut refresh = false;
+        if now.duration_since(*learned) > REFRESH_AFTER
+            && asked.is_none_or(|t| now.duration_since(t) >= REQUEST_INTERVAL)
+        {
+            *asked = Some(now);
+            refresh = true;
+        }
+        Some((*m, refresh))
+    }
+
+    /// Learn (or confirm) `ip` → `mac`; frames parked for `ip` become ready.
+    pub fn learn(&mut self, ip: IpAddr, mac: Mac, now: Instant, out: &mut Actions) {
+        if !mac.is_unicast() || ip.is_unspecified() {
+            return;
+        }
+        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&ip) {
+            return;
+        }
+        self.entries.insert(ip, (mac, now, None));
+        if let Some(p) = self.pending.remove(&ip) {
+            out.ready.extend(p.frames.into_iter().map(|f| (mac, f)));
+        }
+    }
+
+    /// Seed from the kernel table (does not override fresher entries).
+    pub fn seed(&mut self, list: &[(Ipv4Addr, Mac)], now: Instant) {
+        for (ip, mac) in list {
+            self.entries
+                .entry(IpAddr::V4(*ip))
+                .or_insert((*mac, now, None));
+        }
+    }
+
+    /// Park `frame` until `ip` resolves; may ask for an ARP request.
+    pub fn park(&mut self, ip: IpAddr, frame: Vec<u8>, now: Instant, out: &mut Actions) {
+        let p = self.pending.entry(ip).or_insert_with(|| {
+            out.requests.push(ip);
+            Pending {
+                frames: Vec::new(),
+                first: now,
+                last_request: now,
+            }
+        });
+        if p.frames.len() < MAX_PENDING {
+            p.frames.push(frame);
+        } else {
+            out.dropped += 1;
+        }
+    }
+
+    /// Periodic work: repeat requests, time out pending frames.
+    pub fn tick(&mut self, now: Instant, out: &mut Actions) {
+        self.pending.retain(|ip, p| {
+            if now.duration_since(p.first) > RESOLVE_TIMEOUT {
+                out.dropped += p.frames.len() as u64;
+                return false;
+            }
+            if now.duration_since(p.last_request) >= REQUEST_INTERVAL {
+                p.last_request = now;
+                out.requests.push(*ip);
+            }
+            true
+        });
+    }
+
+    /// Number of cached entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Empty?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const ROUTE: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth1\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0
+";
+
+    #[test]
+    fn routes() {
+        let r = parse_proc_route(ROUTE, "eth0");
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            Route {
+                dst: Ipv4Addr::UNSPECIFIED,
+                plen: 0,
+                gateway: Some(Ipv4Addr::new(198, 18, 0, 1))
+            }
+        );
+        assert_eq!(r[1].plen, 24);
+        assert_eq!(
+            next_hop(&r, Ipv4Addr::new(198, 18, 0, 21)),
+            Some(Ipv4Addr::new(198, 18, 0, 21))
+        );
+        assert_eq!(
+            next_hop(&r, Ipv4Addr::new(198, 19, 1, 1)),
+            Some(Ipv4Addr::new(198, 18, 0, 1))
+        );
+        assert_eq!(next_hop(&r[1..], Ipv4Addr::new(198, 19, 1, 1)), None);
+    }
+
+    #[test]
+    fn ipv6_routes() {
+        let t = "20010db8000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+20010db8000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth1
+";
+        let r = parse_proc_ipv6_route(t, "eth0");
+        assert_eq!(r.len(), 3);
+        let on_link: Ipv6Addr = "2001:db8::21".parse().unwrap();
+        assert_eq!(next_hop6(&r, on_link), Some(on_link));
+        let far: Ipv6Addr = "2001:db9::1".parse().unwrap();
+        assert_eq!(next_hop6(&r, far), Some("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn arp_table() {
+        let t = "IP address       HW type     Flags       HW address            Mask     Device
+198.18.0.21      0x1         0x2         02:00:00:00:00:15     *        eth0
+198.18.0.22      0x1         0x0         00:00:00:00:00:00     *        eth0
+198.18.0.23      0x1         0x2         02:00:00:00:00:17     *        eth1
+";
+        assert_eq!(
+            parse_proc_arp(t, "eth0"),
+            vec![(Ipv4Addr::new(198, 18, 0, 21), Mac([2, 0, 0, 0, 0, 0x15]))]
+        );
+    }
+
+    #[test]
+    fn park_and_learn() {
+        let mut c = ArpCache::new();
+        let t0 = Instant::now();
+        let ip: IpAddr = Ipv4Addr::new(198, 18, 0, 21).into();
+        let mut a = Actions::default();
+        c.park(ip, vec![1], t0, &mut a);
+        c.park(ip, vec![2], t0, &mut a);
+        assert_eq!(a.requests, vec![ip]);
+        let mut a = Actions::default();
+        c.learn(ip, Mac([2, 0, 0, 0, 0, 0x15]), t0, &mut a);
+        assert_eq!(a.ready.len(), 2);
+        assert_eq!(c.lookup(ip, t0), Some((Mac([2, 0, 0, 0, 0, 0x15]), false)));
+        // an old entry asks for a refresh once per interval, still answering
+        let old = t0 + REFRESH_AFTER + Duration::from_secs(1);
+        assert_eq!(c.lookup(ip, old).map(|x| x.1), Some(true));
+        assert_eq!(c.lookup(ip, old).map(|x| x.1), Some(false));
+        assert_eq!(
+            c.lookup(ip, old + REQUEST_INTERVAL).map(|x| x.1),
+            Some(true)
+        );
+        // timeout
+        let ip2: IpAddr = Ipv4Addr::new(198, 18, 0, 99).into();
+        let mut a = Actions::default();
+        c.park(ip2, vec![3], t0, &mut a);
+        let mut a = Actions::default();
+        c.tick(t0 + Duration::from_secs(1), &mut a);
+        assert_eq!(a.requests, vec![ip2]);
+        let mut a = Actions::default();
+        c.tick(t0 + Duration::from_secs(4), &mut a);
+        assert_eq!(a.dropped, 1);
+    }
+}

@@ -1,0 +1,469 @@
+//! Lab tests: the packet engine (`rvs-packet-lvs`) in the lvs1 namespace,
+//! real nginx on rs1/rs2, curl from the client. Root only (prints
+//! "skipped: needs root" otherwise). Each test has its own namespace
+//! prefix; the `Lab` guard tears everything down even on failure.
+//!
+//! Run: `cargo test -p rvs-packet --test lab -- --test-threads=2`
+
+use rvs_lab::{skip_unless_root, wait_for, Lab, RS1, RS2, VIP};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn example(name: &str) -> String {
+    match name {
+        "lvs" => env!("CARGO_BIN_EXE_rvs-packet-lvs").to_string(),
+        _ => env!("CARGO_BIN_EXE_rvs-packet-realserver").to_string(),
+    }
+}
+
+struct Dump {
+    conns: Vec<Vec<String>>,
+    svc: Vec<u64>,
+    engine: Vec<(String, u64)>,
+}
+
+fn read_dump(path: &std::path::Path) -> Option<Dump> {
+    let t = std::fs::read_to_string(path).ok()?;
+    let mut d = Dump {
+        conns: Vec::new(),
+        svc: Vec::new(),
+        engine: Vec::new(),
+    };
+    for l in t.lines() {
+        let f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+        match f.first().map(String::as_str) {
+            Some("conn") => d.conns.push(f[1..].to_vec()),
+            Some("svc") => d.svc = f[1..].iter().filter_map(|x| x.parse().ok()).collect(),
+            Some("engine") if f.len() == 3 => {
+                d.engine.push((f[1].clone(), f[2].parse().unwrap_or(0)))
+            }
+            _ => {}
+        }
+    }
+    Some(d)
+}
+
+impl Dump {
+    fn engine(&self, k: &str) -> u64 {
+        self.engine
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+    /// Non-template connections.
+    fn real_conns(&self) -> Vec<&Vec<String>> {
+        self.conns
+            .iter()
+            .filter(|c| !c[1].ends_with(":0"))
+            .collect()
+    }
+}
+
+struct Setup {
+    lab: Lab,
+    dump: PathBuf,
+    lvs_pid: u32,
+}
+
+fn setup(prefix: &str, method: &str, extra: &[&str], rs_prep: impl Fn(&mut Lab)) -> Setup {
+    let mut lab = Lab::up(prefix);
+    lab.start_nginx("rs1", "rs1");
+    lab.start_nginx("rs2", "rs2");
+    rs_prep(&mut lab);
+    let o = lab.exec(
+        "lvs1",
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    assert!(o.status.success());
+    let dump = lab.dir.path().join("dump");
+    let vip = format!("{VIP}:80");
+    let (r1, r2) = (format!("{RS1}:80"), format!("{RS2}:80"));
+    let lvs = example("lvs");
+    let mut args = vec![
+        lvs.as_str(),
+        "--interface",
+        "eth0",
+        "--vip",
+        &vip,
+        "--rs",
+        &r1,
+        "--rs",
+        &r2,
+        "--method",
+        method,
+        "--dump",
+        dump.to_str().unwrap_or_default(),
+    ];
+    args.extend_from_slice(extra);
+    let lvs_pid = lab.spawn("lvs1", "lvs", &args);
+    let up = wait_for(Duration::from_secs(10), || {
+        let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
+        (t.contains("dport 80 drop") && dump.exists()).then_some(())
+    });
+    assert!(up.is_some(), "engine did not start: {}", lab.log("lvs"));
+    Setup { lab, dump, lvs_pid }
+}
+
+fn curl4(lab: &Lab) -> Vec<String> {
+    (0..4)
+        .map(|_| {
+            lab.curl(&format!("http://{VIP}/"))
+                .unwrap_or_else(|| "FAILED".into())
+        })
+        .collect()
+}
+
+fn assert_rr(got: &[String]) {
+    assert!(got[0] == "rs1" || got[0] == "rs2", "got {got:?}");
+    let other = if got[0] == "rs1" { "rs2" } else { "rs1" };
+    assert_eq!(
+        got,
+        [got[0].as_str(), other, got[0].as_str(), other],
+        "rr alternation"
+    );
+}
+
+/// Hold a TCP connection to the VIP open for a while (client side).
+fn hold_conn(lab: &mut Lab, name: &str) -> u32 {
+    let script = format!("exec 3<>/dev/tcp/{VIP}/80; sleep 3");
+    lab.spawn("client", name, &["bash", "-c", &script])
+}
+
+fn wait_state(s: &Setup, state: &str, n: usize) -> Dump {
+    wait_for(Duration::from_secs(5), || {
+        let d = read_dump(&s.dump)?;
+        (d.real_conns().iter().filter(|c| c[4] == state).count() >= n).then_some(d)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no {n} conns in {state}: {}\nlvs log: {}",
+            std::fs::read_to_string(&s.dump).unwrap_or_default(),
+            s.lab.log("lvs")
+        )
+    })
+}
+
+/// Stop the engine and check it removed its nftables table.
+fn stop_engine(s: &mut Setup) {
+    s.lab.signal(s.lvs_pid, libc_sigterm());
+    assert!(
+        s.lab.wait_exit(s.lvs_pid, Duration::from_secs(5)),
+        "lvs did not exit"
+    );
+    let t = s.lab.sh("lvs1", "nft list tables");
+    assert!(!t.contains("inet rvs"), "nft table left behind: {t}");
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+#[test]
+fn dr() {
+    if skip_unless_root("rvs-packet dr") {
+        return;
+    }
+    let rs_prog = example("realserver");
+    let mut s = setup("rvspk-dr", "dr", &[], |lab| {
+        for n in ["rs1", "rs2"] {
+            let o = lab.exec(n, &[&rs_prog, "setup", "--vip", VIP]);
+            assert!(
+                o.status.success(),
+                "realserver setup: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    });
+    assert_rr(&curl4(&s.lab));
+    // after the requests: DR conns see only the client's packets -> FIN_WAIT
+    let d = wait_state(&s, "FIN_WAIT", 4);
+    assert_eq!(d.svc[0], 4, "Conns");
+    assert!(d.svc[1] >= 4 * 5, "InPkts {}", d.svc[1]);
+    assert_eq!(d.svc[2], 0, "OutPkts must stay 0 in DR");
+    assert!(d.engine("dr") >= 20);
+    // during a connection: ESTABLISHED
+    hold_conn(&mut s.lab, "hold");
+    let d = wait_state(&s, "ESTABLISHED", 1);
+    assert_eq!(d.svc[0], 5);
+    stop_engine(&mut s);
+}
+
+#[test]
+fn dr_persistent() {
+    if skip_unless_root("rvs-packet dr_persistent") {
+        return;
+    }
+    let s = setup("rvspk-per", "dr", &["--persistent", "60"], |_| {});
+    let got = curl4(&s.lab);
+    assert!(
+        got.iter().all(|g| g == &got[0]) && got[0].starts_with("rs"),
+        "persistence: {got:?}"
+    );
+    let d = wait_state(&s, "FIN_WAIT", 4);
+    assert!(
+        d.conns
+            .iter()
+            .any(|c| c[1].ends_with(":0") && c[4] == "NONE"),
+        "template: {:?}",
+        d.conns
+    );
+}
+
+#[test]
+fn nat() {
+    if skip_unless_root("rvs-packet nat") {
+        return;
+    }
+    // Two RX threads in a PACKET_FANOUT group: the two directions of a
+    // connection usually land on different threads.
+    let mut s = setup("rvspk-nat", "nat", &["--threads", "2"], |lab| {
+        for n in ["rs1", "rs2"] {
+            // Replies to the client must go through the director (same /24
+            // here, so a host route instead of the default route).
+            let o = lab.exec(
+                n,
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    rvs_lab::CLIENT,
+                    "via",
+                    rvs_lab::LVS1,
+                ],
+            );
+            assert!(o.status.success());
+        }
+    });
+    assert_rr(&curl4(&s.lab));
+    // both directions seen -> the server's FIN moves the conn to TIME_WAIT
+    let d = wait_state(&s, "TIME_WAIT", 4);
+    assert_eq!(d.svc[0], 4);
+    assert!(
+        d.svc[1] >= 16 && d.svc[2] >= 12,
+        "In {} Out {}",
+        d.svc[1],
+        d.svc[2]
+    );
+    assert!(d.engine("nat_out") >= 12);
+    // A 2 MB download: the real server's TCP sends GSO super-packets over
+    // veth; the engine segments them in software.
+    let body: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    for n in ["rs1", "rs2"] {
+        let p = s.lab.dir.path().join(format!("nginx-{n}/www/big"));
+        std::fs::write(&p, &body).expect("big file");
+    }
+    let out = s.lab.dir.path().join("big.out");
+    let o = s.lab.exec(
+        "client",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            out.to_str().unwrap_or_default(),
+            &format!("http://{VIP}/big"),
+        ],
+    );
+    assert!(o.status.success(), "download failed");
+    assert!(std::fs::read(&out).ok() == Some(body), "download corrupted");
+    hold_conn(&mut s.lab, "hold");
+    wait_state(&s, "ESTABLISHED", 1);
+    stop_engine(&mut s);
+}
+
+#[test]
+fn tun() {
+    if skip_unless_root("rvs-packet tun") {
+        return;
+    }
+    let rs_prog = example("realserver");
+    let mut s = setup("rvspk-tun", "tun", &[], |lab| {
+        for n in ["rs1", "rs2"] {
+            lab.spawn(
+                n,
+                &format!("decap-{n}"),
+                &[
+                    &rs_prog,
+                    "setup",
+                    "--vip",
+                    VIP,
+                    "--tun",
+                    "--interface",
+                    "eth0",
+                    "--gue-port",
+                    "6080",
+                ],
+            );
+        }
+        for n in ["rs1", "rs2"] {
+            let ok = wait_for(Duration::from_secs(5), || {
+                lab.sh(n, "nft list tables")
+                    .contains("rvs-rs")
+                    .then_some(())
+            });
+            assert!(
+                ok.is_some(),
+                "decap in {n} did not start: {}",
+                lab.log(&format!("decap-{n}"))
+            );
+        }
+    });
+    assert_rr(&curl4(&s.lab));
+    let d = wait_state(&s, "FIN_WAIT", 4);
+    assert_eq!(d.svc[2], 0);
+    assert!(d.engine("tun") >= 20);
+    hold_conn(&mut s.lab, "hold");
+    wait_state(&s, "ESTABLISHED", 1);
+    // An upload with DF full-size segments: the tunnel MTU is 1480, so the
+    // engine answers "fragmentation needed" and the client's path MTU to the
+    // VIP drops to 1480, as with IPVS.
+    let upload = s.lab.dir.path().join("upload");
+    std::fs::write(&upload, vec![b'x'; 300_000]).expect("upload file");
+    let _ = s.lab.exec(
+        "client",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "--data-binary",
+            &format!("@{}", upload.display()),
+            &format!("http://{VIP}/"),
+        ],
+    );
+    let r = s.lab.sh("client", &format!("ip route get {VIP}"));
+    assert!(r.contains("mtu 1480"), "no PMTU from frag-needed: {r}");
+    let sent = wait_for(Duration::from_secs(3), || {
+        read_dump(&s.dump)
+            .filter(|d| d.engine("icmp_sent") >= 1)
+            .map(|_| ())
+    });
+    assert!(sent.is_some(), "icmp_sent not counted");
+    stop_engine(&mut s);
+
+    // GUE and GRE encapsulations, same real servers.
+    for extra in [
+        &["--tun-type", "gue", "--tun-port", "6080"][..],
+        &["--tun-type", "gre", "--tun-csum"][..],
+    ] {
+        let dump = s.dump.clone();
+        let _ = std::fs::remove_file(&dump);
+        let vip = format!("{VIP}:80");
+        let (r1, r2) = (format!("{RS1}:80"), format!("{RS2}:80"));
+        let lvs = example("lvs");
+        let mut args = vec![
+            lvs.as_str(),
+            "--interface",
+            "eth0",
+            "--vip",
+            &vip,
+            "--rs",
+            &r1,
+            "--rs",
+            &r2,
+            "--method",
+            "tun",
+            "--dump",
+            dump.to_str().unwrap_or_default(),
+        ];
+        args.extend_from_slice(extra);
+        s.lvs_pid = s.lab.spawn("lvs1", "lvs", &args);
+        let lab = &s.lab;
+        wait_for(Duration::from_secs(10), || {
+            (lab.sh("lvs1", "nft list table inet rvs 2>/dev/null")
+                .contains("drop")
+                && dump.exists())
+            .then_some(())
+        })
+        .expect("engine restarted");
+        assert_rr(&curl4(&s.lab));
+        stop_engine(&mut s);
+    }
+}
+
+/// UDP over NAT, and an ICMP "port unreachable" from a real server
+/// translated back to the client (`ip_vs_nat_icmp` outbound): the client's
+/// connected UDP socket must see ECONNREFUSED, which the kernel only
+/// reports if the quoted packet is exactly client -> VIP:port.
+#[test]
+fn nat_udp_icmp() {
+    if skip_unless_root("rvs-packet nat_udp_icmp") {
+        return;
+    }
+    let mut lab = Lab::up("rvspk-udp");
+    for n in ["rs1", "rs2"] {
+        let o = lab.exec(
+            n,
+            &[
+                "ip",
+                "route",
+                "replace",
+                rvs_lab::CLIENT,
+                "via",
+                rvs_lab::LVS1,
+            ],
+        );
+        assert!(o.status.success());
+    }
+    // UDP echo on rs1 only; rs2 has no listener and answers ICMP.
+    let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\nwhile True:\n d,a=s.recvfrom(2048); s.sendto(b'echo:'+d,a)\n";
+    lab.spawn("rs1", "echo", &["python3", "-c", echo]);
+    let o = lab.exec(
+        "lvs1",
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    assert!(o.status.success());
+    let dump = lab.dir.path().join("dump");
+    let lvs = example("lvs");
+    let (vip, r1, r2) = (
+        format!("{VIP}:5353"),
+        format!("{RS1}:5353"),
+        format!("{RS2}:5353"),
+    );
+    lab.spawn(
+        "lvs1",
+        "lvs",
+        &[
+            &lvs,
+            "--interface",
+            "eth0",
+            "--udp",
+            "--vip",
+            &vip,
+            "--rs",
+            &r1,
+            "--rs",
+            &r2,
+            "--method",
+            "nat",
+            "--dump",
+            dump.to_str().unwrap_or_default(),
+        ],
+    );
+    let up = wait_for(Duration::from_secs(10), || {
+        lab.sh("lvs1", "nft list table inet rvs 2>/dev/null")
+            .contains("udp dport 5353 drop")
+            .then_some(())
+    });
+    assert!(up.is_some(), "engine did not start: {}", lab.log("lvs"));
+    let client = format!(
+        "import socket\nres=[]\nfor i in range(2):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n s.settimeout(2)\n s.connect(('{VIP}',5353))\n s.send(b'hi')\n try:\n  d,a=s.recvfrom(2048); res.append('%s %s' % (d.decode(), a[0]))\n except ConnectionRefusedError:\n  res.append('refused')\n except socket.timeout:\n  res.append('timeout')\nprint(sorted(res))\n"
+    );
+    let out = lab.sh("client", &format!("python3 -c \"{client}\""));
+    assert_eq!(
+        out.trim(),
+        format!("['echo:hi {VIP}', 'refused']"),
+        "lvs log: {}",
+        lab.log("lvs")
+    );
+    let d = wait_for(Duration::from_secs(3), || {
+        read_dump(&dump).filter(|d| d.engine("icmp_fwd") >= 1)
+    });
+    assert!(d.is_some(), "icmp_fwd not counted");
+}
