@@ -82,15 +82,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .socket
         .clone()
         .unwrap_or_else(rvs_api::default_socket_path);
-    if args.engine != "proxy" {
-        anyhow::bail!(
-            "engine '{}' is not available in this build (use --engine proxy)",
-            args.engine
-        );
-    }
     let shared = Shared::new(Ipvs::new());
-    let engine: Arc<dyn Engine> =
-        Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default()));
+    let engine: Arc<dyn Engine> = match args.engine.as_str() {
+        "packet" => {
+            let Some(ifname) = &args.interface else {
+                anyhow::bail!("--engine packet needs --interface IF (the director's interface towards clients and real servers)");
+            };
+            let pe = rvs_packet::PacketEngine::new(shared.clone(), rvs_packet::PacketOptions::new(ifname))
+                .map_err(|e| anyhow::anyhow!("cannot start the packet engine on {ifname}: {e} (it needs root, or CAP_NET_RAW and CAP_NET_ADMIN; or use --engine proxy)"))?;
+            Arc::new(pe)
+        }
+        _ => Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default())),
+    };
     let daemon = Daemon::new(shared.clone(), engine.clone());
 
     let listener = control::bind(&socket)?;

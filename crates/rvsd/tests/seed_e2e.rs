@@ -94,6 +94,8 @@ impl Director {
                 env!("CARGO_BIN_EXE_rvsd"),
                 "--engine",
                 engine,
+                "--interface",
+                "eth0",
                 "--socket",
                 self.sock.to_str().unwrap(),
                 "-f",
@@ -272,4 +274,12 @@ fn seed_course_end_to_end_proxy_engine() {
         return;
     }
     run_course("proxy", "rvseed");
+}
+
+#[test]
+fn seed_course_end_to_end_packet_engine_dr() {
+    if rvs_lab::skip_unless_root("seed_course_end_to_end_packet_engine_dr") {
+        return;
+    }
+    run_course("packet", "rvseedp");
 }
