@@ -15,7 +15,7 @@
 //!   nftables table `inet rvs-rs` drops the encapsulated packets after the
 //!   tap so the kernel does not answer "protocol unreachable".
 //!
-//! Previous sysctl values are saved in `/run/rvs/realserver-<vip>.state`;
+//! Previous sysctl values are saved in `/run/rvs/realserver-<vip>-net<netns inode>.state`;
 //! teardown restores them (or the kernel defaults if the file is gone).
 
 use crate::sys;
@@ -62,7 +62,16 @@ fn sysctl_set(key: &str, v: &str) -> io::Result<()> {
 }
 
 fn state_file(vip: &IpAddr) -> PathBuf {
-    PathBuf::from(format!("/run/rvs/realserver-{vip}.state"))
+    // Keyed by network namespace too: /run is shared by every namespace of
+    // the host (e.g. a lab's real servers), their saved settings are not.
+    let ns = std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .and_then(|p| {
+            let s = p.to_string_lossy().into_owned();
+            s.split(['[', ']']).nth(1).map(str::to_string)
+        })
+        .unwrap_or_else(|| "0".into());
+    PathBuf::from(format!("/run/rvs/realserver-{vip}-net{ns}.state"))
 }
 
 fn sysctl_keys(tun_dev: Option<&str>) -> Vec<(String, &'static str)> {

@@ -8,7 +8,6 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::process::Command;
 
 pub const USAGE: &str = "Usage: rvsadm realserver setup|teardown --vip VIP [--tun]\n";
 
@@ -52,110 +51,60 @@ pub fn parse(args: &[String]) -> Result<RealServerArgs, String> {
     Ok(RealServerArgs { setup, vip, tun })
 }
 
-fn sysctl(key: &str, val: &str) -> Result<(), String> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, val).map_err(|e| format!("cannot set {key}={val}: {e} (are you root?)"))
-}
-
-fn ip(args: &[&str], ignore: &[&str]) -> Result<(), String> {
-    let o = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip(8): {e} (install iproute2)"))?;
-    if o.status.success() {
-        return Ok(());
-    }
-    let err = String::from_utf8_lossy(&o.stderr);
-    if ignore.iter().any(|i| err.contains(i)) {
-        return Ok(());
-    }
-    Err(format!("ip {}: {}", args.join(" "), err.trim()))
-}
-
-/// Execute; messages go to `out`/`err`; returns the exit status.
+/// Execute; messages go to `out`/`err`; returns the exit status. With
+/// `--tun` on a kernel without the ipip module, the user-space
+/// decapsulator runs in the foreground until SIGINT/SIGTERM, then the real
+/// server is torn down.
 pub fn run(a: &RealServerArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let r = if a.setup { setup(a) } else { teardown(a) };
-    match r {
-        Ok(msg) => {
-            let _ = write!(out, "{msg}");
-            0
-        }
+    if !a.setup {
+        return match rvs_packet::realserver_teardown(a.vip) {
+            Ok(()) => {
+                let _ = writeln!(out, "VIP {} removed from lo, ARP settings restored", a.vip);
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "rvsadm: realserver teardown: {e} (are you root?)");
+                1
+            }
+        };
+    }
+    let rs = match rvs_packet::realserver::realserver_setup_on(a.vip, a.tun, None, None) {
+        Ok(rs) => rs,
         Err(e) => {
-            let _ = writeln!(err, "rvsadm: realserver: {e}");
-            1
+            let _ = writeln!(err, "rvsadm: realserver setup: {e} (are you root?)");
+            return 1;
         }
-    }
-}
-
-fn setup(a: &RealServerArgs) -> Result<String, String> {
-    if a.tun {
-        return Err(
-            "--tun (IPIP decapsulation) is not available in this build; use DR (without --tun)"
-                .into(),
+    };
+    let _ = writeln!(
+        out,
+        "real server ready for LVS-{}: VIP {} on lo, arp_ignore=1 arp_announce=2{}",
+        if a.tun { "TUN" } else { "DR" },
+        a.vip,
+        if rs.kernel_tunnel { ", tunl0 up" } else { "" }
+    );
+    if let Some(d) = &rs.decap {
+        let _ = writeln!(
+            out,
+            "user-space IPIP/GUE/GRE decapsulation running (the kernel has no ipip module); Ctrl-C stops it"
         );
-    }
-    let vip = a.vip.to_string();
-    match a.vip {
-        IpAddr::V4(_) => {
-            ip(
-                &[
-                    "addr",
-                    "add",
-                    &format!("{vip}/32"),
-                    "dev",
-                    "lo",
-                    "label",
-                    "lo:1",
-                ],
-                &["File exists", "already assigned"],
-            )?;
-            for i in ["all", "default", "lo"] {
-                sysctl(&format!("net.ipv4.conf.{i}.arp_ignore"), "1")?;
-                sysctl(&format!("net.ipv4.conf.{i}.arp_announce"), "2")?;
-            }
-            ip(&["route", "replace", "local", &vip, "dev", "lo"], &[])?;
+        let _ = out.flush();
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+            libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         }
-        IpAddr::V6(_) => {
-            ip(
-                &[
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{vip}/128"),
-                    "dev",
-                    "lo",
-                    "nodad",
-                ],
-                &["File exists", "already assigned"],
-            )?;
-        }
+        d.wait_for(&STOP);
+        let _ = writeln!(out, "{} packets decapsulated", d.packets());
+        drop(rs);
+        let _ = rvs_packet::realserver_teardown(a.vip);
     }
-    Ok(format!(
-        "real server ready for LVS-DR: VIP {vip} on lo, arp_ignore=1 arp_announce=2\n"
-    ))
+    0
 }
 
-fn teardown(a: &RealServerArgs) -> Result<String, String> {
-    let vip = a.vip.to_string();
-    match a.vip {
-        IpAddr::V4(_) => {
-            ip(
-                &["addr", "del", &format!("{vip}/32"), "dev", "lo"],
-                &["Cannot assign", "not found"],
-            )?;
-            for i in ["all", "default", "lo"] {
-                sysctl(&format!("net.ipv4.conf.{i}.arp_ignore"), "0")?;
-                sysctl(&format!("net.ipv4.conf.{i}.arp_announce"), "0")?;
-            }
-        }
-        IpAddr::V6(_) => {
-            ip(
-                &["-6", "addr", "del", &format!("{vip}/128"), "dev", "lo"],
-                &["Cannot assign", "not found"],
-            )?;
-        }
-    }
-    Ok(format!("VIP {vip} removed from lo\n"))
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[cfg(test)]

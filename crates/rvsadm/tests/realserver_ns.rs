@@ -75,6 +75,9 @@ fn realserver_setup_and_teardown() {
     assert!(ok, "{out}");
     let (_, addrs) = in_ns(&ns.0, &["ip", "-4", "addr", "show", "dev", "lo"]);
     assert!(!addrs.contains("198.18.0.100"), "{addrs}");
+    // The ARP settings are back to what they were (0 in a fresh namespace).
+    let (_, v) = in_ns(&ns.0, &["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"]);
+    assert_eq!(v.trim(), "0");
     // A wrong command line is explained, status 2.
     let (ok, out) = in_ns(&ns.0, &[bin, "realserver", "setup"]);
     assert!(!ok && out.contains("missing --vip VIP"), "{out}");
