@@ -252,3 +252,125 @@ fn services_start_and_stop_at_runtime() {
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     let _ = ip;
 }
+
+/// A UDP backend answering every datagram with its name.
+fn udp_backend(addr: &str, name: &'static str) -> std::net::SocketAddr {
+    let s = std::net::UdpSocket::bind(addr).expect("bind udp backend");
+    let a = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((_, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(name.as_bytes(), peer);
+        }
+    });
+    a
+}
+
+fn udp_ask(vip: SocketAddr, sock: &std::net::UdpSocket) -> Option<String> {
+    sock.send_to(b"hello", vip).ok()?;
+    let mut buf = [0u8; 64];
+    let (n, from) = sock.recv_from(&mut buf).ok()?;
+    assert_eq!(from, vip, "the reply must come from the VIP");
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn udp_flows_are_balanced_and_sticky() {
+    let d = Rvsd::start(&[]);
+    let port = free_port();
+    let a = udp_backend(&format!("127.0.0.2:{port}"), "a");
+    let b = udp_backend(&format!("127.0.0.3:{port}"), "b");
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: "127.0.0.1".parse().unwrap(),
+        port,
+    };
+    d.call(Command::AddService {
+        spec: ServiceSpec {
+            key,
+            scheduler: "rr".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: u32::MAX,
+            pe_name: None,
+        },
+    });
+    for be in [a, b] {
+        d.call(Command::AddDest {
+            service: key,
+            dest: dest(be, FwdMethod::Masq, 1),
+        });
+    }
+    let new_sock = || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s
+    };
+    let first = new_sock();
+    let got = wait_for(Duration::from_secs(5), || udp_ask(vip(port), &first)).expect("udp answer");
+    // The same client (address and port) stays on its real server.
+    for _ in 0..3 {
+        assert_eq!(udp_ask(vip(port), &first).as_deref(), Some(got.as_str()));
+    }
+    // New clients alternate.
+    let answers: Vec<String> = (0..4)
+        .filter_map(|_| udp_ask(vip(port), &new_sock()))
+        .collect();
+    assert_eq!(answers.len(), 4);
+    for w in answers.windows(2) {
+        assert_ne!(w[0], w[1], "{answers:?}");
+    }
+    let c = conns(&d);
+    assert!(
+        c.iter().all(|c| c.protocol == "UDP" && c.state == "UDP"),
+        "{c:?}"
+    );
+    assert_eq!(c.len(), 5);
+    let Reply::Service(s) = d.call(Command::GetService { key }) else {
+        panic!()
+    };
+    // UDP connections are counted as inactive, as IPVS does.
+    assert_eq!(s.dests.iter().map(|x| x.inact_conns).sum::<u32>(), 5);
+    assert_eq!(s.dests.iter().map(|x| x.active_conns).sum::<u32>(), 0);
+}
+
+#[test]
+fn ipv6_virtual_service() {
+    let d = Rvsd::start(&[]);
+    let p = free_port();
+    let (pa, pb) = (free_port(), free_port());
+    let a = Backend::start(&format!("[::1]:{pa}"), "a");
+    let b = Backend::start(&format!("[::1]:{pb}"), "b");
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: "::1".parse().unwrap(),
+        port: p,
+    };
+    d.call(Command::AddService {
+        spec: ServiceSpec {
+            key,
+            scheduler: "rr".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: 128,
+            pe_name: None,
+        },
+    });
+    for be in [&a, &b] {
+        d.call(Command::AddDest {
+            service: key,
+            dest: dest(be.addr, FwdMethod::Masq, 1),
+        });
+    }
+    let v: SocketAddr = format!("[::1]:{p}").parse().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || get(v)).is_some(),
+        "{}",
+        d.log()
+    );
+    let got: Vec<String> = (0..4).filter_map(|_| get(v)).collect();
+    assert_eq!(got.len(), 4);
+    for w in got.windows(2) {
+        assert_ne!(w[0], w[1], "{got:?}");
+    }
+}
