@@ -5,35 +5,7 @@
 
 mod common;
 
-use common::Rvsd;
-use rvs_api::Client;
-use rvsadm::backend::ClientBackend;
-use std::path::Path;
-
-fn rvsadm(sock: &Path, line: &str) -> (i32, String, String) {
-    let mut b = ClientBackend::new(Client::new(sock));
-    b.init().expect("rvsd reachable");
-    let argv: Vec<String> = std::iter::once("rvsadm".to_string())
-        .chain(line.split_whitespace().map(String::from))
-        .collect();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut stdin = std::io::BufReader::new(std::io::empty());
-    let code = {
-        let mut ctx = rvsadm::Ctx {
-            backend: &mut b,
-            resolver: &rvsadm::resolve::NumericResolver,
-            stdin: &mut stdin,
-            stdout: &mut out,
-            stderr: &mut err,
-        };
-        rvsadm::run(&argv, &mut ctx)
-    };
-    (
-        code,
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-    )
-}
+use common::{rvsadm, Rvsd};
 
 #[test]
 fn course_lines_over_the_socket() {

@@ -6,9 +6,9 @@
 //! expiry, nginx-1 down/up seen on both directors, master stop/start moving
 //! the VIP while curl keeps working.
 
-use rvs_api::Client;
+mod common;
+
 use rvs_lab::{wait_for, Lab, VIP};
-use rvsadm::backend::ClientBackend;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,28 +40,10 @@ fn config_test(path: &Path) -> (i32, Vec<String>) {
     (o.status.code().unwrap_or(-1), lines)
 }
 
-/// Run an ipvsadm command line through rvsadm against `sock`.
-fn rvsadm(sock: &Path, line: &str) -> (i32, String) {
-    let mut b = ClientBackend::new(Client::new(sock));
-    if b.init().is_err() {
-        return (2, String::new());
-    }
-    let argv: Vec<String> = std::iter::once("rvsadm".to_string())
-        .chain(line.split_whitespace().map(String::from))
-        .collect();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut stdin = std::io::BufReader::new(std::io::empty());
-    let code = {
-        let mut ctx = rvsadm::Ctx {
-            backend: &mut b,
-            resolver: &rvsadm::resolve::NumericResolver,
-            stdin: &mut stdin,
-            stdout: &mut out,
-            stderr: &mut err,
-        };
-        rvsadm::run(&argv, &mut ctx)
-    };
-    (code, String::from_utf8_lossy(&out).into_owned())
+/// (exit status, stdout) of an rvsadm command line against `sock`.
+fn adm(sock: &Path, line: &str) -> (i32, String) {
+    let (c, out, _) = common::rvsadm(sock, line);
+    (c, out)
 }
 
 fn has_vip(lab: &Lab, node: &str) -> bool {
@@ -70,7 +52,7 @@ fn has_vip(lab: &Lab, node: &str) -> bool {
 }
 
 fn lists_rs(sock: &Path, rs: &str) -> bool {
-    rvsadm(sock, "-Ln").1.contains(&format!("  -> {rs}:80"))
+    adm(sock, "-Ln").1.contains(&format!("  -> {rs}:80"))
 }
 
 struct Director {
@@ -103,7 +85,7 @@ impl Director {
             ],
         ));
         let up = wait_for(Duration::from_secs(10), || {
-            (rvsadm(&self.sock, "-Ln").0 == 0).then_some(())
+            (adm(&self.sock, "-Ln").0 == 0).then_some(())
         });
         assert!(
             up.is_some(),
@@ -170,7 +152,7 @@ fn run_course(engine: &str, prefix: &str) {
     assert!(!has_vip(&lab, "lvs2"));
 
     // 2. The listing, as the course shows it.
-    let (code, out) = rvsadm(&master.sock, "-Ln");
+    let (code, out) = adm(&master.sock, "-Ln");
     assert_eq!(code, 0);
     assert_eq!(
         out,
@@ -185,9 +167,9 @@ TCP  198.18.0.100:80 rr persistent 10
 
     // The course sets tcp/tcpfin/udp timeouts to 1 s before testing
     // persistence, so finished connections stop holding the template.
-    assert_eq!(rvsadm(&master.sock, "--set 1 1 1").0, 0);
+    assert_eq!(adm(&master.sock, "--set 1 1 1").0, 0);
     assert_eq!(
-        rvsadm(&master.sock, "-L --timeout").1,
+        adm(&master.sock, "-L --timeout").1,
         "Timeout (tcp tcpfin udp): 1 1 1\n"
     );
 
@@ -201,13 +183,13 @@ TCP  198.18.0.100:80 rr persistent 10
     for _ in 0..3 {
         assert_eq!(lab.curl(&url).as_deref(), Some(first.as_str()));
     }
-    let (_, lnc) = rvsadm(&master.sock, "-Lnc");
+    let (_, lnc) = adm(&master.sock, "-Lnc");
     assert!(
         lnc.contains("NONE        198.18.0.2:0       198.18.0.100:80"),
         "{lnc}"
     );
     let expired = wait_for(Duration::from_secs(25), || {
-        (!rvsadm(&master.sock, "-Lnc").1.contains("NONE ")).then_some(())
+        (!adm(&master.sock, "-Lnc").1.contains("NONE ")).then_some(())
     });
     assert!(expired.is_some(), "template never expired");
     let other = lab.curl(&url).expect("curl after expiry");

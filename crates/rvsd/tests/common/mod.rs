@@ -199,3 +199,32 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Run an ipvsadm command line through rvsadm (its parser, views and socket
+/// client) against the rvsd at `sock`: (exit status, stdout, stderr).
+pub fn rvsadm(sock: &std::path::Path, line: &str) -> (i32, String, String) {
+    let mut b = rvsadm::backend::ClientBackend::new(Client::new(sock));
+    if let Err(e) = b.init() {
+        return (2, String::new(), format!("rvsadm: {e}\n"));
+    }
+    let argv: Vec<String> = std::iter::once("rvsadm".to_string())
+        .chain(line.split_whitespace().map(String::from))
+        .collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdin = std::io::BufReader::new(std::io::empty());
+    let code = {
+        let mut ctx = rvsadm::Ctx {
+            backend: &mut b,
+            resolver: &rvsadm::resolve::NumericResolver,
+            stdin: &mut stdin,
+            stdout: &mut out,
+            stderr: &mut err,
+        };
+        rvsadm::run(&argv, &mut ctx)
+    };
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
