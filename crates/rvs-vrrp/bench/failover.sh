@@ -7,7 +7,7 @@
 #
 #   sudo crates/rvs-vrrp/bench/failover.sh [ROUNDS]
 #
-# Needs root, iproute2, /usr/sbin/keepalived and the vrrpd example
+# Needs root, iproute2, /usr/sbin/keepalived and the rvs-vrrpd binary
 # (`cargo build -p rvs-vrrp --examples`; set VRRPD=path if it is elsewhere).
 # Uses the netns lab (198.18.0.0/15 only), prefix "rvsbench", torn down on exit.
 set -euo pipefail
@@ -19,10 +19,10 @@ VIP=198.18.0.100
 vrrpd=${VRRPD:-}
 if [ -z "$vrrpd" ]; then
   for d in "${CARGO_TARGET_DIR:-}" "$here/../../target" /work/targets/vrrp; do
-    [ -n "$d" ] && [ -x "$d/debug/examples/vrrpd" ] && { vrrpd="$d/debug/examples/vrrpd"; break; }
+    [ -n "$d" ] && [ -x "$d/debug/rvs-vrrpd" ] && { vrrpd="$d/debug/rvs-vrrpd"; break; }
   done
 fi
-[ -x "$vrrpd" ] || { echo "vrrpd example not found: cargo build -p rvs-vrrp --examples" >&2; exit 2; }
+[ -x "$vrrpd" ] || { echo "rvs-vrrpd not found: cargo build -p rvs-vrrp --bin rvs-vrrpd" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 2; }
 tmp=$(mktemp -d)
 cleanup() { bash "$lab" down "$P" >/dev/null 2>&1 || true; rm -rf "$tmp"; }

@@ -270,7 +270,7 @@ fn v3_ipv6_keepalived_master_rvs_backup() {
                 version 3\n  advert_int 0.5\n  virtual_ipaddress {\n    2001:2::100/64 dev eth0\n  }\n}\n";
     start_keepalived_conf(&mut lab, "lvs1", conf.to_owned());
     let bin = vrrpd()
-        .expect("vrrpd example not built")
+        .expect("rvs-vrrpd binary")
         .to_string_lossy()
         .into_owned();
     let st = lab.path("lvs2-status.json");

@@ -235,7 +235,7 @@ fn rvs_v3_ipv6_pair() {
     assert!(wait_until(Duration::from_secs(5), || ll_ready(&lab, "lvs1")
         && ll_ready(&lab, "lvs2"))
     .is_some());
-    let bin = vrrpd().expect("vrrpd example not built");
+    let bin = vrrpd().expect("rvs-vrrpd binary");
     let bin = bin.to_string_lossy().into_owned();
     for (node, prio) in [("lvs1", "100"), ("lvs2", "50")] {
         let st = lab

@@ -310,35 +310,14 @@ pub fn race(
     (ta, tb)
 }
 
-/// Path of the `vrrpd` example (built by `cargo test`, which builds examples).
+/// Path of the `rvs-vrrpd` test driver binary (built with the tests).
 pub fn vrrpd() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?; // target/debug
-    let p = dir.join("examples/vrrpd");
-    if !p.exists() {
-        return None;
-    }
-    let stale = |m: &Path| {
-        let t = |x: &Path| std::fs::metadata(x).and_then(|m| m.modified()).ok();
-        matches!((t(m), t(&p)), (Some(a), Some(b)) if a > b)
-    };
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if ["src/shell.rs", "src/instance.rs", "examples/vrrpd.rs"]
-        .iter()
-        .any(|f| stale(&src.join(f)))
-    {
-        println!(
-            "warning: {} is older than the sources: run `cargo build -p rvs-vrrp --examples`",
-            p.display()
-        );
-    }
-    Some(p)
+    Some(PathBuf::from(env!("CARGO_BIN_EXE_rvs-vrrpd")))
 }
 
 /// Start rvs vrrpd in `node`.
 pub fn start_rvs(lab: &mut Lab, node: &str, prio: u8, pass: &str, extra: &[&str]) -> PathBuf {
-    let bin = vrrpd()
-        .expect("vrrpd example not built: run `cargo test -p rvs-vrrp` (it builds examples)");
+    let bin = vrrpd().expect("rvs-vrrpd binary");
     let status = lab.path(&format!("{node}-status.json"));
     let prio = prio.to_string();
     let bin_s = bin.to_string_lossy().into_owned();

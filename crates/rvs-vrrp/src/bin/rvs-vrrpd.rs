@@ -97,7 +97,7 @@ fn parse_args() -> Result<(InstanceConfig, Option<String>, Option<TrackScript>),
                 }
             }
             Long("help") => {
-                println!("see the top of crates/rvs-vrrp/examples/vrrpd.rs");
+                println!("see the top of crates/rvs-vrrp/src/bin/rvs-vrrpd.rs");
                 std::process::exit(0);
             }
             _ => return Err(arg.unexpected()),
