@@ -35,7 +35,7 @@ NGX
 done
 cat > "$work/haproxy.cfg" <<HAP
 global
-  maxconn 20000
+  maxconn 8000
   nbthread 2
 defaults
   mode tcp
