@@ -48,7 +48,6 @@ fn main() -> ExitCode {
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
             eprintln!("rvsd: {e:#}");
             ExitCode::from(1)
         }
