@@ -94,11 +94,12 @@ impl History {
                 let dt = t - t0;
                 if dt > 0.0 {
                     // A counter that went down was zeroed (`rvsadm -Z`).
-                    // (Rounded: the JSON stays short.)
-                    let r = |i: usize| {
-                        (c[i].saturating_sub(c0[i]) as f64 / dt * 100.0).round() / 100.0
+                    // Rounded (connections/s to 0.01, bytes/s to 1): the
+                    // JSON stays short.
+                    let r = |i: usize, scale: f64| {
+                        (c[i].saturating_sub(c0[i]) as f64 / dt * scale).round() / scale
                     };
-                    s.points.push_back((t, r(0), r(1), r(2)));
+                    s.points.push_back((t, r(0, 100.0), r(1, 1.0), r(2, 1.0)));
                     while s.points.len() > POINTS {
                         s.points.pop_front();
                     }
@@ -108,15 +109,17 @@ impl History {
         }
     }
 
-    /// Points newer than `since`, per series.
+    /// Points newer than `since`, per series (series without one are left out).
     pub fn since(&self, since: f64) -> HashMap<String, Vec<Point>> {
         self.series
             .lock()
             .iter()
+            .filter(|(_, s)| s.points.back().is_some_and(|p| p.0 > since))
             .map(|(k, s)| {
+                let new = s.points.iter().rev().take_while(|p| p.0 > since).count();
                 (
                     k.clone(),
-                    s.points.iter().filter(|p| p.0 > since).copied().collect(),
+                    s.points.range(s.points.len() - new..).copied().collect(),
                 )
             })
             .collect()
@@ -183,7 +186,7 @@ mod tests {
         let s = &all["[10.0.0.1]:tcp:80"];
         assert_eq!(s, &vec![(101.0, 0.0, 0.0, 0.0)]);
         assert!(all.contains_key("[10.0.0.1]:tcp:80 10.0.0.2:80"));
-        assert!(h.since(101.0)[TOTAL].is_empty());
+        assert!(!h.since(101.0).contains_key(TOTAL));
         d.handle(Command::DelService { key }).unwrap();
         h.sample(&d, 102.0);
         assert_eq!(h.since(0.0).len(), 1);

@@ -10,7 +10,9 @@
 use super::snapshot::{self, Snapshot, VrrpInstance};
 use crate::state::Daemon;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -70,17 +72,32 @@ pub(crate) fn render(
     }
 }
 
+/// A label set, borrowed (precomputed per service or destination) or owned.
+enum L<'a> {
+    B(&'a [(&'static str, String)]),
+    O(Labels),
+}
+
+impl EncodeLabelSet for L<'_> {
+    fn encode(&self, e: &mut LabelSetEncoder) -> fmt::Result {
+        match self {
+            L::B(s) => EncodeLabelSet::encode(s, e),
+            L::O(v) => EncodeLabelSet::encode(v, e),
+        }
+    }
+}
+
 /// Collects the samples of one metric family, then writes it (nothing is
-/// written for a family without samples).
-struct Family {
+/// written for a family without samples). Callers make label sets unique.
+struct Family<'a> {
     name: &'static str,
     help: &'static str,
     kind: MetricType,
-    rows: Vec<(Labels, u64)>,
+    rows: Vec<(L<'a>, u64)>,
 }
 
-impl Family {
-    fn counter(name: &'static str, help: &'static str) -> Family {
+impl<'a> Family<'a> {
+    fn counter(name: &'static str, help: &'static str) -> Self {
         Family {
             name,
             help,
@@ -88,7 +105,7 @@ impl Family {
             rows: Vec::new(),
         }
     }
-    fn gauge(name: &'static str, help: &'static str) -> Family {
+    fn gauge(name: &'static str, help: &'static str) -> Self {
         Family {
             name,
             help,
@@ -96,21 +113,20 @@ impl Family {
             rows: Vec::new(),
         }
     }
-    fn add(&mut self, labels: Labels, v: u64) {
-        self.rows.push((labels, v));
+    /// A sample with a precomputed label set.
+    fn add(&mut self, labels: &'a Labels, v: u64) {
+        self.rows.push((L::B(labels), v));
+    }
+    /// A sample with its own label set.
+    fn add_owned(&mut self, labels: Labels, v: u64) {
+        self.rows.push((L::O(labels), v));
     }
     fn write(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
         if self.rows.is_empty() {
             return Ok(());
         }
         let mut m = enc.encode_descriptor(self.name, self.help, None, self.kind)?;
-        let mut seen = HashSet::new();
         for (labels, v) in &self.rows {
-            // Two samples with the same labels would make the exposition
-            // invalid (e.g. two identical checkers on one real server).
-            if !seen.insert(labels) {
-                continue;
-            }
             let fam = m.encode_family(labels)?;
             match self.kind {
                 MetricType::Counter => ConstCounter::new(*v).encode(fam)?,
@@ -197,7 +213,7 @@ fn helps(what: &str) -> [&'static str; 10] {
 }
 
 /// Families for counters and rates of services or destinations.
-fn stat_families(prefix: &str) -> Vec<Family> {
+fn stat_families<'a>(prefix: &str) -> Vec<Family<'a>> {
     let names = names(prefix);
     let helps = helps(prefix);
     (0..10)
@@ -211,12 +227,12 @@ fn stat_families(prefix: &str) -> Vec<Family> {
         .collect()
 }
 
-fn add_stats(fams: &mut [Family], labels: &Labels, s: &Stats, r: &Rates) {
+fn add_stats<'a>(fams: &mut [Family<'a>], labels: &'a Labels, s: &Stats, r: &Rates) {
     for (i, f) in COUNTERS.iter().enumerate() {
-        fams[i].add(labels.clone(), f(s));
+        fams[i].add(labels, f(s));
     }
     for (i, f) in RATES.iter().enumerate() {
-        fams[5 + i].add(labels.clone(), f(r));
+        fams[5 + i].add(labels, f(r));
     }
 }
 
@@ -245,12 +261,13 @@ const VRRP_NOT_DROPS: [&str; 7] = [
 ];
 
 fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let none: Labels = Vec::new();
     // Process-level.
     let mut info = Family::gauge(
         "rvs_build_info",
         "rvsd version and data-plane engine (always 1)",
     );
-    info.add(
+    info.add_owned(
         vec![
             ("version", env!("CARGO_PKG_VERSION").to_string()),
             ("engine", s.engine.to_string()),
@@ -262,26 +279,48 @@ fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         "rvs_config_reloads",
         "Configuration reloads attempted (SIGHUP)",
     );
-    reloads.add(Vec::new(), s.reloads);
+    reloads.add(&none, s.reloads);
     reloads.write(enc)?;
     let mut last = Family::gauge(
         "rvs_config_last_reload_successful",
         "Whether the last configuration reload succeeded (1) or kept the running configuration (0)",
     );
-    last.add(Vec::new(), b(s.last_reload_ok));
+    last.add(&none, b(s.last_reload_ok));
     last.write(enc)?;
     let mut drops = Family::counter(
         "rvs_dataplane_drops",
         "Flows or packets dropped (or relays failed) by the data plane, by reason",
     );
     for (reason, n) in &s.drops {
-        drops.add(vec![("reason", reason.to_string())], *n);
+        drops.add_owned(vec![("reason", reason.to_string())], *n);
     }
     drops.write(enc)?;
 
-    // The IPVS table.
+    // The IPVS table. Label sets are built once per service / destination
+    // and shared by all their families.
+    let svc_l: Vec<Labels> = s
+        .services
+        .iter()
+        .map(|si| snapshot::svc_labels(&si.spec.key))
+        .collect();
+    let dst_l: Vec<Vec<Labels>> = s
+        .services
+        .iter()
+        .zip(&svc_l)
+        .map(|(si, l)| {
+            si.dests
+                .iter()
+                .map(|d| {
+                    with(
+                        l,
+                        &[("rs", SocketAddr::new(d.spec.addr, d.spec.port).to_string())],
+                    )
+                })
+                .collect()
+        })
+        .collect();
     let mut n_svc = Family::gauge("rvs_services", "Virtual services in the table");
-    n_svc.add(Vec::new(), s.services.len() as u64);
+    n_svc.add(&none, s.services.len() as u64);
     n_svc.write(enc)?;
     let mut svc_info = Family::gauge(
         "rvs_service_info",
@@ -318,11 +357,10 @@ fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         "Persistence templates pointing to the real server",
     );
     let mut dst = stat_families("destination");
-    for si in &s.services {
-        let l = snapshot::svc_labels(&si.spec.key);
-        svc_info.add(
+    for ((si, l), dls) in s.services.iter().zip(&svc_l).zip(&dst_l) {
+        svc_info.add_owned(
             with(
-                &l,
+                l,
                 &[
                     ("scheduler", si.spec.scheduler.clone()),
                     (
@@ -333,27 +371,17 @@ fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
             ),
             1,
         );
-        svc_dests.add(l.clone(), si.dests.len() as u64);
-        svc_active.add(
-            l.clone(),
-            si.dests.iter().map(|d| u64::from(d.active_conns)).sum(),
-        );
-        svc_inactive.add(
-            l.clone(),
-            si.dests.iter().map(|d| u64::from(d.inact_conns)).sum(),
-        );
-        add_stats(&mut svc, &l, &si.stats, &si.rates);
-        for d in &si.dests {
-            let dl = with(
-                &l,
-                &[("rs", SocketAddr::new(d.spec.addr, d.spec.port).to_string())],
-            );
-            d_info.add(with(&dl, &[("forward", d.spec.fwd.name().to_string())]), 1);
-            d_weight.add(dl.clone(), u64::from(d.spec.weight));
-            d_active.add(dl.clone(), u64::from(d.active_conns));
-            d_inactive.add(dl.clone(), u64::from(d.inact_conns));
-            d_persist.add(dl.clone(), u64::from(d.persist_conns));
-            add_stats(&mut dst, &dl, &d.stats, &d.rates);
+        svc_dests.add(l, si.dests.len() as u64);
+        svc_active.add(l, si.dests.iter().map(|d| u64::from(d.active_conns)).sum());
+        svc_inactive.add(l, si.dests.iter().map(|d| u64::from(d.inact_conns)).sum());
+        add_stats(&mut svc, l, &si.stats, &si.rates);
+        for (d, dl) in si.dests.iter().zip(dls) {
+            d_info.add_owned(with(dl, &[("forward", d.spec.fwd.name().to_string())]), 1);
+            d_weight.add(dl, u64::from(d.spec.weight));
+            d_active.add(dl, u64::from(d.active_conns));
+            d_inactive.add(dl, u64::from(d.inact_conns));
+            d_persist.add(dl, u64::from(d.persist_conns));
+            add_stats(&mut dst, dl, &d.stats, &d.rates);
         }
     }
     for f in [&svc_info, &svc_dests, &svc_active, &svc_inactive] {
@@ -415,6 +443,9 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
             )
         })
         .collect();
+    // Label sets seen: a duplicate (two identical checkers on one real
+    // server, say) would make the exposition invalid.
+    let mut seen: HashSet<Labels> = HashSet::new();
     for vs in snapshot::check_servers(&s.checks) {
         let name = str_field(vs, "name").unwrap_or("");
         let l = by_name
@@ -422,20 +453,26 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
             .find(|(n, _)| n == name)
             .map(|(_, l)| l.clone())
             .unwrap_or_else(|| vec![("virtual_server", name.to_string())]);
+        if !seen.insert(l.clone()) {
+            continue;
+        }
         if let Some(q) = bool_field(vs, "quorum_up") {
-            quorum.add(l.clone(), b(q));
+            quorum.add_owned(l.clone(), b(q));
         }
         if let Some(q) = bool_field(vs, "sorry_active") {
-            sorry.add(l.clone(), b(q));
+            sorry.add_owned(l.clone(), b(q));
         }
         for rs in snapshot::real_servers(vs) {
             let addr = str_field(rs, "addr").unwrap_or("").to_string();
             let rl = with(&l, &[("rs", addr)]);
+            if !seen.insert(rl.clone()) {
+                continue;
+            }
             if let Some(v) = bool_field(rs, "alive") {
-                rs_up.add(rl.clone(), b(v));
+                rs_up.add_owned(rl.clone(), b(v));
             }
             if let Some(v) = bool_field(rs, "in_table") {
-                rs_in.add(rl.clone(), b(v));
+                rs_in.add_owned(rl.clone(), b(v));
             }
             for ck in snapshot::checkers(rs) {
                 let cl = with(
@@ -448,18 +485,21 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
                         ),
                     ],
                 );
+                if !seen.insert(cl.clone()) {
+                    continue;
+                }
                 if let Some(v) = bool_field(ck, "up") {
-                    ck_up.add(cl.clone(), b(v));
+                    ck_up.add_owned(cl.clone(), b(v));
                 }
                 if let Some(c) = ck.get("counters").and_then(|v| v.as_object()) {
                     if let Some(v) = u64_field(c, "transitions") {
-                        ck_trans.add(cl.clone(), v);
+                        ck_trans.add_owned(cl.clone(), v);
                     }
                     if let Some(v) = u64_field(c, "probes") {
-                        ck_probes.add(cl.clone(), v);
+                        ck_probes.add_owned(cl.clone(), v);
                     }
                     if let Some(v) = u64_field(c, "failures") {
-                        ck_fail.add(cl.clone(), v);
+                        ck_fail.add_owned(cl.clone(), v);
                     }
                 }
             }
@@ -504,9 +544,13 @@ fn encode_vrrp(insts: &[VrrpInstance], enc: &mut DescriptorEncoder) -> fmt::Resu
     );
     let mut p0tx = Family::counter("rvs_vrrp_priority_zero_sent", "Priority-0 adverts sent");
     let mut drops = Family::counter("rvs_vrrp_drops", "VRRP packets dropped, by reason");
+    let mut seen = HashSet::new();
     for i in insts {
+        if !seen.insert(i.name.as_str()) {
+            continue;
+        }
         let l: Labels = vec![("instance", i.name.clone())];
-        info.add(
+        info.add_owned(
             with(
                 &l,
                 &[
@@ -517,32 +561,32 @@ fn encode_vrrp(insts: &[VrrpInstance], enc: &mut DescriptorEncoder) -> fmt::Resu
             1,
         );
         for st in VRRP_STATES {
-            state.add(with(&l, &[("state", st.to_string())]), b(i.state == st));
+            state.add_owned(with(&l, &[("state", st.to_string())]), b(i.state == st));
         }
         if !VRRP_STATES.contains(&i.state.as_str()) {
-            state.add(with(&l, &[("state", i.state.clone())]), 1);
+            state.add_owned(with(&l, &[("state", i.state.clone())]), 1);
         }
         if let Some(p) = i.priority {
-            prio.add(l.clone(), p);
+            prio.add_owned(l.clone(), p);
         }
         if let Some(p) = i.base_priority {
-            base.add(l.clone(), p);
+            base.add_owned(l.clone(), p);
         }
         if let Some(p) = i.master_priority {
-            master_prio.add(l.clone(), p);
+            master_prio.add_owned(l.clone(), p);
         }
         let bm = i.counter("became_master");
         let rm = i.counter("released_master");
         match (i.counter("transitions"), bm, rm) {
-            (Some(t), _, _) => trans.add(l.clone(), t),
+            (Some(t), _, _) => trans.add_owned(l.clone(), t),
             (None, None, None) => {}
-            (None, a, r) => trans.add(l.clone(), a.unwrap_or(0) + r.unwrap_or(0)),
+            (None, a, r) => trans.add_owned(l.clone(), a.unwrap_or(0) + r.unwrap_or(0)),
         }
         if let Some(v) = bm {
-            became.add(l.clone(), v);
+            became.add_owned(l.clone(), v);
         }
         if let Some(v) = rm {
-            released.add(l.clone(), v);
+            released.add_owned(l.clone(), v);
         }
         for (fam, key) in [
             (&mut rx, "adverts_rx"),
@@ -551,12 +595,12 @@ fn encode_vrrp(insts: &[VrrpInstance], enc: &mut DescriptorEncoder) -> fmt::Resu
             (&mut p0tx, "prio_zero_tx"),
         ] {
             if let Some(v) = i.counter(key) {
-                fam.add(l.clone(), v);
+                fam.add_owned(l.clone(), v);
             }
         }
         for (k, v) in &i.counters {
             if !VRRP_NOT_DROPS.contains(&k.as_str()) {
-                drops.add(with(&l, &[("reason", k.clone())]), *v);
+                drops.add_owned(with(&l, &[("reason", k.clone())]), *v);
             }
         }
     }
@@ -578,4 +622,88 @@ fn encode_vrrp(insts: &[VrrpInstance], enc: &mut DescriptorEncoder) -> fmt::Resu
         f.write(enc)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_api::StatusReport;
+    use rvs_dataplane::{NullEngine, Shared};
+    use serde_json::json;
+
+    fn daemon() -> Arc<Daemon> {
+        Daemon::new(Shared::new(rvs_core::Ipvs::new()), Arc::new(NullEngine))
+    }
+
+    #[test]
+    fn vrrp_and_health_views_become_metrics() {
+        let d = daemon();
+        *d.vrrp.lock() = Some(Box::new(|| StatusReport {
+            text: String::new(),
+            data: json!([{
+                "name": "VI_1", "interface": "eth0", "vrid": 51, "state": "MASTER",
+                "base_priority": 100, "effective_priority": 90,
+                "master_addr": null, "master_priority": null,
+                "last_transition_unix": 1.0,
+                "counters": {"adverts_rx": 3, "adverts_tx": 9, "prio_zero_rx": 0,
+                    "prio_zero_tx": 1, "became_master": 2, "released_master": 1,
+                    "bad_ttl": 4, "wrong_vrid": 0}
+            }]),
+        }));
+        *d.checks.lock() = Some(Box::new(|| StatusReport {
+            text: String::new(),
+            data: json!([{
+                "name": "FWM 7", "quorum_up": true, "alive_weight": 1,
+                "sorry_active": false, "suspended": false,
+                "real_servers": [{
+                    "addr": "10.0.0.2:80", "alive": false, "in_table": false, "weight": 1,
+                    "failed_checkers": 1, "last_transition_secs_ago": 2.0,
+                    "checkers": [{"kind": "HTTP_GET", "target": "x", "connect": "10.0.0.2:80",
+                        "up": false, "has_run": true, "retry_it": 0,
+                        "last_error": "refused \"x\"", "last_transition_secs_ago": 2.0,
+                        "counters": {"probes": 5, "successes": 3, "failures": 2, "transitions": 1}}]
+                }]
+            }]),
+        }));
+        let (text, ctype) = render(&registry(d.clone()), false).unwrap();
+        assert!(ctype.starts_with("text/plain; version=0.0.4"));
+        for want in [
+            "rvs_vrrp_state{instance=\"VI_1\",state=\"MASTER\"} 1\n",
+            "rvs_vrrp_state{instance=\"VI_1\",state=\"BACKUP\"} 0\n",
+            "rvs_vrrp_priority{instance=\"VI_1\"} 90\n",
+            "rvs_vrrp_base_priority{instance=\"VI_1\"} 100\n",
+            "rvs_vrrp_transitions_total{instance=\"VI_1\"} 3\n",
+            "rvs_vrrp_adverts_received_total{instance=\"VI_1\"} 3\n",
+            "rvs_vrrp_adverts_sent_total{instance=\"VI_1\"} 9\n",
+            "rvs_vrrp_drops_total{instance=\"VI_1\",reason=\"bad_ttl\"} 4\n",
+            "rvs_vrrp_instance_info{instance=\"VI_1\",vrid=\"51\",interface=\"eth0\"} 1\n",
+            "rvs_health_real_server_up{virtual_server=\"FWM 7\",rs=\"10.0.0.2:80\"} 0\n",
+            "rvs_health_checker_probes_total{virtual_server=\"FWM 7\",rs=\"10.0.0.2:80\",checker=\"HTTP_GET\",connect=\"10.0.0.2:80\"} 5\n",
+            "rvs_health_quorum_up{virtual_server=\"FWM 7\"} 1\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("rvs_vrrp_master_priority{"), "{text}");
+        // OpenMetrics variant ends with EOF.
+        let (om, ctype) = render(&registry(d), true).unwrap();
+        assert!(ctype.starts_with("application/openmetrics-text"));
+        assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn garbage_status_views_are_ignored() {
+        let d = daemon();
+        *d.vrrp.lock() = Some(Box::new(|| StatusReport {
+            text: String::new(),
+            data: json!({"unexpected": 1, "list": [1, 2]}),
+        }));
+        *d.checks.lock() = Some(Box::new(|| StatusReport {
+            text: String::new(),
+            data: json!("not an array"),
+        }));
+        let (text, _) = render(&registry(d), false).unwrap();
+        assert!(text.contains("rvs_services 0\n"), "{text}");
+        assert!(!text.contains("rvs_vrrp"), "{text}");
+        assert!(!text.contains("rvs_health"), "{text}");
+    }
 }

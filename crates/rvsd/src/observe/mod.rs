@@ -24,12 +24,14 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use history::History;
 use prometheus_client::registry::Registry;
-use serde_json::{json, Map, Value};
+use rvs_api::{Rates, ServiceInfo, ServiceKey, Stats};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use snapshot::Snapshot;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -131,131 +133,232 @@ fn since(q: Option<&str>) -> f64 {
 }
 
 async fn state(State(ctx): State<Arc<Ctx>>, RawQuery(q): RawQuery) -> Response {
-    let body = build_state(&ctx, since(q.as_deref()));
-    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+    match build_state(&ctx, since(q.as_deref())) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the state\n",
+        )
+            .into_response(),
+    }
 }
 
-/// The dashboard's view: the snapshot, health merged into destinations.
-fn build_state(ctx: &Ctx, since: f64) -> Value {
+/// `/api/state`: the dashboard's view (see docs/OBSERVABILITY.md).
+#[derive(Serialize)]
+struct StateView<'a> {
+    time: f64,
+    version: &'static str,
+    engine: &'static str,
+    uptime_secs: f64,
+    reloads: u64,
+    last_reload_ok: bool,
+    has_checks: bool,
+    services: Vec<SvcView<'a>>,
+    vrrp: Vec<snapshot::VrrpInstance>,
+    events: Vec<crate::state::Event>,
+    drops: BTreeMap<&'static str, u64>,
+    history: HashMap<String, Vec<history::Point>>,
+}
+
+#[derive(Serialize)]
+struct SvcView<'a> {
+    name: String,
+    display: String,
+    key: &'a ServiceKey,
+    scheduler: &'a str,
+    persistent: bool,
+    timeout: u32,
+    active: u64,
+    inactive: u64,
+    stats: &'a Stats,
+    rates: &'a Rates,
+    health: Option<SvcHealth>,
+    dests: Vec<DestView<'a>>,
+}
+
+#[derive(Serialize)]
+struct SvcHealth {
+    quorum_up: Option<bool>,
+    sorry_active: Option<bool>,
+    alive_weight: Option<u64>,
+}
+
+/// A destination; the table fields are absent for a real server the health
+/// checks took out of the table.
+#[derive(Serialize)]
+struct DestView<'a> {
+    rs: String,
+    #[serde(skip)]
+    addr: Option<SocketAddr>,
+    key: String,
+    fwd: Option<&'static str>,
+    weight: Option<u64>,
+    active: Option<u32>,
+    inactive: Option<u32>,
+    persistent: Option<u32>,
+    stats: Option<&'a Stats>,
+    rates: Option<&'a Rates>,
+    in_table: bool,
+    health: Option<RsHealth<'a>>,
+}
+
+#[derive(Serialize)]
+struct RsHealth<'a> {
+    alive: Option<bool>,
+    in_table: Option<bool>,
+    weight: Option<u64>,
+    checkers: Vec<CheckerView<'a>>,
+}
+
+#[derive(Serialize)]
+struct CheckerView<'a> {
+    kind: Option<&'a str>,
+    connect: Option<&'a str>,
+    up: Option<bool>,
+    has_run: Option<bool>,
+    last_error: Option<&'a str>,
+    transitions: Option<u64>,
+}
+
+/// The dashboard's view as JSON: the snapshot, health merged into
+/// destinations, history points newer than `since`.
+fn build_state(ctx: &Ctx, since: f64) -> serde_json::Result<Vec<u8>> {
     let d = &ctx.daemon;
     let snap = Snapshot::take(d);
-    let services: Vec<Value> = snap
-        .services
-        .iter()
-        .map(|s| service_json(&snap, s))
-        .collect();
-    let vrrp = snapshot::vrrp_instances(&snap.vrrp);
-    let drops: Map<String, Value> = snap
-        .drops
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let hist: HashMap<String, Vec<history::Point>> = ctx.history.since(since);
+    // Sorted like `ipvsadm -L`: by protocol, address, port; marks last.
+    let mut order: Vec<&ServiceInfo> = snap.services.iter().collect();
+    order.sort_by_key(|s| match s.spec.key {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => (0, protocol.number(), Some(addr), port, 0),
+        ServiceKey::Fwmark { mark, family } => (
+            1,
+            0,
+            None,
+            0,
+            u64::from(mark) * 2 + u64::from(family == rvs_api::Family::Inet6),
+        ),
+    });
     let now = history::unix_now();
-    json!({
-        "time": now,
-        "version": env!("CARGO_PKG_VERSION"),
-        "engine": snap.engine,
-        "uptime_secs": (now - ctx.started).max(0.0),
-        "reloads": snap.reloads,
-        "last_reload_ok": snap.last_reload_ok,
-        "has_checks": snapshot::check_servers(&snap.checks).next().is_some(),
-        "services": services,
-        "vrrp": vrrp,
-        "events": snapshot::recent_events(d, EVENTS),
-        "drops": drops,
-        "history": hist,
-    })
+    let view = StateView {
+        time: now,
+        version: env!("CARGO_PKG_VERSION"),
+        engine: snap.engine,
+        uptime_secs: (now - ctx.started).max(0.0),
+        reloads: snap.reloads,
+        last_reload_ok: snap.last_reload_ok,
+        has_checks: snapshot::check_servers(&snap.checks).next().is_some(),
+        services: order.into_iter().map(|s| service_view(&snap, s)).collect(),
+        vrrp: snapshot::vrrp_instances(&snap.vrrp),
+        events: snapshot::recent_events(d, EVENTS),
+        drops: snap.drops.iter().copied().collect(),
+        history: ctx.history.since(since),
+    };
+    serde_json::to_vec(&view)
 }
 
-fn service_json(snap: &Snapshot, s: &rvs_api::ServiceInfo) -> Value {
+fn rs_health(r: &Map<String, Value>) -> RsHealth<'_> {
+    use snapshot::{bool_field, str_field, u64_field};
+    RsHealth {
+        alive: bool_field(r, "alive"),
+        in_table: bool_field(r, "in_table"),
+        weight: u64_field(r, "weight"),
+        checkers: snapshot::checkers(r)
+            .map(|c| CheckerView {
+                kind: str_field(c, "kind"),
+                connect: str_field(c, "connect"),
+                up: bool_field(c, "up"),
+                has_run: bool_field(c, "has_run"),
+                last_error: str_field(c, "last_error"),
+                transitions: c
+                    .get("counters")
+                    .and_then(Value::as_object)
+                    .and_then(|m| u64_field(m, "transitions")),
+            })
+            .collect(),
+    }
+}
+
+fn service_view<'a>(snap: &'a Snapshot, s: &'a ServiceInfo) -> SvcView<'a> {
     use snapshot::{bool_field, str_field, u64_field};
     let name = svc_name(&s.spec.key);
     let health = snap.health_of(&s.spec.key);
-    // Health status of a real server by address, from the checks view.
-    let rs_health = |rs: &str| -> Option<Value> {
-        let vs = health?;
-        let r = snapshot::real_servers(vs).find(|r| str_field(r, "addr") == Some(rs))?;
-        let checkers: Vec<Value> = snapshot::checkers(r)
-            .map(|c| {
-                json!({
-                    "kind": str_field(c, "kind"),
-                    "connect": str_field(c, "connect"),
-                    "up": bool_field(c, "up"),
-                    "has_run": bool_field(c, "has_run"),
-                    "last_error": str_field(c, "last_error"),
-                    "transitions": c.get("counters").and_then(Value::as_object)
-                        .and_then(|m| u64_field(m, "transitions")),
-                })
-            })
-            .collect();
-        Some(json!({
-            "alive": bool_field(r, "alive"),
-            "in_table": bool_field(r, "in_table"),
-            "weight": u64_field(r, "weight"),
-            "checkers": checkers,
-        }))
+    let checked = |rs: &str| {
+        health.and_then(|vs| snapshot::real_servers(vs).find(|r| str_field(r, "addr") == Some(rs)))
     };
-    let mut dests: Vec<Value> = s
+    let mut dests: Vec<DestView> = s
         .dests
         .iter()
         .map(|d| {
-            let rs = SocketAddr::new(d.spec.addr, d.spec.port).to_string();
-            json!({
-                "rs": rs,
-                "key": history::dest_key(&name, SocketAddr::new(d.spec.addr, d.spec.port)),
-                "fwd": d.spec.fwd.name(),
-                "weight": d.spec.weight,
-                "active": d.active_conns,
-                "inactive": d.inact_conns,
-                "persistent": d.persist_conns,
-                "stats": d.stats,
-                "rates": d.rates,
-                "in_table": true,
-                "health": rs_health(&rs),
-            })
+            let addr = SocketAddr::new(d.spec.addr, d.spec.port);
+            let rs = addr.to_string();
+            DestView {
+                key: history::dest_key(&name, addr),
+                addr: Some(addr),
+                fwd: Some(d.spec.fwd.name()),
+                weight: Some(u64::from(d.spec.weight)),
+                active: Some(d.active_conns),
+                inactive: Some(d.inact_conns),
+                persistent: Some(d.persist_conns),
+                stats: Some(&d.stats),
+                rates: Some(&d.rates),
+                in_table: true,
+                health: checked(&rs).map(rs_health),
+                rs,
+            }
         })
         .collect();
     // Real servers the health checks took out of the table still show, down.
-    if let Some(vs) = health {
-        for r in snapshot::real_servers(vs) {
-            let Some(addr) = str_field(r, "addr") else {
-                continue;
-            };
-            if s.dests
-                .iter()
-                .any(|d| SocketAddr::new(d.spec.addr, d.spec.port).to_string() == addr)
-            {
-                continue;
-            }
-            dests.push(json!({
-                "rs": addr,
-                "key": format!("{name} {addr}"),
-                "fwd": Value::Null,
-                "weight": u64_field(r, "weight"),
-                "in_table": false,
-                "health": rs_health(addr),
-            }));
+    for r in health.into_iter().flat_map(snapshot::real_servers) {
+        let Some(rs) = str_field(r, "addr") else {
+            continue;
+        };
+        if dests.iter().any(|d| d.rs == rs) {
+            continue;
         }
+        dests.push(DestView {
+            rs: rs.to_string(),
+            addr: rs.parse().ok(),
+            key: format!("{name} {rs}"),
+            fwd: None,
+            weight: u64_field(r, "weight"),
+            active: None,
+            inactive: None,
+            persistent: None,
+            stats: None,
+            rates: None,
+            in_table: false,
+            health: Some(rs_health(r)),
+        });
     }
-    json!({
-        "name": name,
-        "display": snapshot::svc_display(&s.spec.key),
-        "key": s.spec.key,
-        "scheduler": s.spec.scheduler,
-        "persistent": s.spec.flags & rvs_api::svc_flags::PERSISTENT != 0,
-        "timeout": s.spec.timeout,
-        "active": s.dests.iter().map(|d| u64::from(d.active_conns)).sum::<u64>(),
-        "inactive": s.dests.iter().map(|d| u64::from(d.inact_conns)).sum::<u64>(),
-        "stats": s.stats,
-        "rates": s.rates,
-        "health": health.map(|vs| json!({
-            "quorum_up": bool_field(vs, "quorum_up"),
-            "sorry_active": bool_field(vs, "sorry_active"),
-            "alive_weight": u64_field(vs, "alive_weight"),
-        })),
-        "dests": dests,
-    })
+    dests.sort_by_key(|d| d.addr);
+    SvcView {
+        display: snapshot::svc_display(&s.spec.key),
+        name,
+        key: &s.spec.key,
+        scheduler: &s.spec.scheduler,
+        persistent: s.spec.flags & rvs_api::svc_flags::PERSISTENT != 0,
+        timeout: s.spec.timeout,
+        active: s.dests.iter().map(|d| u64::from(d.active_conns)).sum(),
+        inactive: s.dests.iter().map(|d| u64::from(d.inact_conns)).sum(),
+        stats: &s.stats,
+        rates: &s.rates,
+        health: health.map(|vs| SvcHealth {
+            quorum_up: bool_field(vs, "quorum_up"),
+            sorry_active: bool_field(vs, "sorry_active"),
+            alive_weight: u64_field(vs, "alive_weight"),
+        }),
+        dests,
+    }
 }
 
 #[cfg(test)]
