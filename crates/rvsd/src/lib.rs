@@ -9,4 +9,5 @@ pub mod keepalived;
 pub mod observe;
 pub mod runtime;
 pub mod state;
+pub mod sys;
 pub mod vrrp;

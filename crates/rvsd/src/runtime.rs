@@ -274,7 +274,11 @@ impl Runtime {
                             continue;
                         }
                     }
-                    let drv = self.spawn_driver(ccfg);
+                    let vip = match k {
+                        ServiceKey::Addr { addr, .. } if vs.ha_suspend => Some(addr),
+                        _ => None,
+                    };
+                    let drv = self.spawn_driver(ccfg, vip);
                     run.drivers.insert(k, drv);
                 }
                 Some(old) => {
@@ -329,12 +333,33 @@ impl Runtime {
         let _ = run;
     }
 
-    fn spawn_driver(&self, cfg: VirtualServerConfig) -> Driver {
+    /// Start the checker driver of one service. With `ha_suspend`, `vip` is
+    /// the service address: checks are suspended while it is not configured
+    /// on this host (e.g. on the VRRP backup), as keepalived does.
+    fn spawn_driver(&self, cfg: VirtualServerConfig, vip: Option<std::net::IpAddr>) -> Driver {
         let cancel = CancellationToken::new();
         let (rtx, rrx) = mpsc::channel(4);
         let status: StatusHandle = Arc::new(std::sync::Mutex::new(Default::default()));
+        let suspend = vip.map(|vip| {
+            let (tx, rx) = tokio::sync::watch::channel(!crate::sys::is_local_addr(&vip));
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = c.cancelled() => return,
+                        _ = tick.tick() => {
+                            let absent = !crate::sys::is_local_addr(&vip);
+                            tx.send_if_modified(|v| std::mem::replace(v, absent) != absent);
+                        }
+                    }
+                }
+            });
+            rx
+        });
         let opts = DriverOptions {
             reload: Some(rrx),
+            suspend,
             ..DriverOptions::default()
         };
         tokio::spawn(rvs_check::run_virtual_server(
