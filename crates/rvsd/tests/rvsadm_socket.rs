@@ -72,3 +72,35 @@ TCP  198.18.0.100:80                     0        0        0        0        0
     ok("-C");
     assert_eq!(ok("-Sn"), "");
 }
+
+#[test]
+fn malformed_requests_get_clear_errors() {
+    let d = Rvsd::start(&[]);
+    let c = d.client();
+    let (st, body) = c
+        .request("POST", rvs_api::COMMAND_PATH, b"{not json")
+        .expect("request");
+    assert_eq!(st, 400);
+    let e: rvs_api::ApiError = serde_json::from_slice(&body).expect("ApiError JSON");
+    assert_eq!(e.code, rvs_api::ErrorCode::BadRequest);
+    assert!(e.message.starts_with("malformed command"), "{}", e.message);
+    let (st, _) = c
+        .request(
+            "POST",
+            rvs_api::COMMAND_PATH,
+            br#"{"cmd":"no_such_command"}"#,
+        )
+        .expect("request");
+    assert_eq!(st, 400);
+    // Out-of-range values are refused by the model, not by a panic.
+    let (st, body) = c
+        .request(
+            "POST",
+            rvs_api::COMMAND_PATH,
+            br#"{"cmd":"set_timeouts","timeouts":{"tcp":4294967295,"tcpfin":0,"udp":0}}"#,
+        )
+        .expect("request");
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&body));
+    // The daemon is still serving.
+    assert!(c.call(&rvs_api::Command::GetInfo).is_ok());
+}
