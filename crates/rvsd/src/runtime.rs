@@ -291,7 +291,7 @@ impl Runtime {
                     }
                     // Destinations that stay: update method/thresholds/weight
                     // in place, keeping a health-imposed weight 0.
-                    self.refresh_dests(&run, k, p);
+                    self.refresh_dests(k, p);
                     if let Some(drv) = run.drivers.get(&k) {
                         let _ = drv.reload.try_send(ccfg);
                     }
@@ -307,7 +307,7 @@ impl Runtime {
         self.daemon.reconcile();
     }
 
-    fn refresh_dests(&self, run: &Running, k: ServiceKey, p: &VsPlan) {
+    fn refresh_dests(&self, k: ServiceKey, p: &VsPlan) {
         let Ok(Reply::Service(cur)) = self.daemon.handle(Command::GetService { key: k }) else {
             return;
         };
@@ -330,7 +330,6 @@ impl Runtime {
                 });
             }
         }
-        let _ = run;
     }
 
     /// Start the checker driver of one service. With `ha_suspend`, `vip` is

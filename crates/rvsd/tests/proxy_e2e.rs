@@ -10,7 +10,7 @@ use rvs_api::{
     svc_flags, Command, ConnInfo, DestSpec, FwdMethod, Protocol, Reply, ServiceInfo, ServiceKey,
     ServiceSpec, Timeouts,
 };
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 fn key(port: u16) -> ServiceKey {
@@ -249,8 +249,6 @@ fn services_start_and_stop_at_runtime() {
         get(vip(port)).is_none().then_some(())
     });
     assert!(closed.is_some(), "listener must close with its service");
-    let ip: IpAddr = "127.0.0.1".parse().unwrap();
-    let _ = ip;
 }
 
 /// A UDP backend answering every datagram with its name.
