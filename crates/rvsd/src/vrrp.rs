@@ -115,10 +115,13 @@ pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceCo
             });
         }
         for t in &vi.track_interface {
-            warnings.push(format!(
-                "({}) track_interface {} is not supported yet (the instance's own interface is tracked)",
-                vi.name, t.name
-            ));
+            // keepalived: without a weight a down interface means FAULT.
+            c.tracks.push(TrackConfig {
+                name: format!("{IF_TRACK_PREFIX}{}", t.name),
+                weight: t.weight.unwrap_or(0),
+                reverse: t.reverse,
+                initially_up: interface_up(&t.name),
+            });
         }
         c.notify = NotifyScripts {
             master: script_line(&vi.notify_master),
@@ -159,6 +162,49 @@ pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceCo
         no_track_interface: false,
     };
     (out, opts)
+}
+
+/// Tracker-name prefix for `track_interface` entries.
+const IF_TRACK_PREFIX: &str = "interface:";
+
+/// Link state as `track_interface` sees it: administratively up and with
+/// carrier (operstate `up`, or `unknown` for interfaces without carrier
+/// reporting such as `lo` and some virtual devices).
+pub fn interface_up(name: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{name}/operstate")) {
+        Ok(s) => matches!(s.trim(), "up" | "unknown"),
+        Err(_) => false,
+    }
+}
+
+/// Poll the tracked interfaces every second and report changes.
+fn spawn_interface_tracker(
+    names: Vec<String>,
+    tx: tokio::sync::mpsc::UnboundedSender<rvs_vrrp::shell::TrackUpdate>,
+    cancel: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut last: std::collections::HashMap<String, bool> =
+            names.iter().map(|n| (n.clone(), interface_up(n))).collect();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for n in &names {
+                let up = interface_up(n);
+                if last.insert(n.clone(), up) != Some(up) {
+                    info!(interface = %n, up, "tracked interface changed");
+                    let _ = tx.send(rvs_vrrp::shell::TrackUpdate {
+                        instance: None,
+                        track: format!("{IF_TRACK_PREFIX}{n}"),
+                        up,
+                    });
+                }
+            }
+        }
+    });
 }
 
 /// Running VRRP instances.
@@ -217,12 +263,24 @@ impl Vrrp {
     pub fn start(
         daemon: &Arc<Daemon>,
         instances: Vec<InstanceConfig>,
-        opts: RunOptions,
+        mut opts: RunOptions,
     ) -> anyhow::Result<Vrrp> {
         let (netlink, _nl_task) = rvs_netlink::spawn()
             .map_err(|e| anyhow::anyhow!("cannot open rtnetlink for VRRP (needs CAP_NET_ADMIN; run as root or without vrrp_instance blocks): {e}"))?;
         let (tx, rx) = watch::channel(Vec::<InstanceStatus>::new());
         let cancel = CancellationToken::new();
+        let mut tracked: Vec<String> = instances
+            .iter()
+            .flat_map(|i| i.tracks.iter())
+            .filter_map(|t| t.name.strip_prefix(IF_TRACK_PREFIX).map(str::to_string))
+            .collect();
+        tracked.sort();
+        tracked.dedup();
+        if !tracked.is_empty() {
+            let (ttx, trx) = tokio::sync::mpsc::unbounded_channel();
+            opts.tracks = Some(trx);
+            spawn_interface_tracker(tracked, ttx, cancel.clone());
+        }
         let c2 = cancel.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = rvs_vrrp::shell::run_with(instances, opts, netlink, c2, tx).await {
