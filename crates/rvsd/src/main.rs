@@ -155,8 +155,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     while let Sig::Reload = wait_for_signal().await {
         match &ka {
             Some(k) => {
+                let before = k.config().map(|c| (c.vrrp_instances, c.vrrp_sync_groups));
                 k.reload();
-                info!("SIGHUP: virtual servers reloaded; VRRP instance changes take effect at the next start");
+                let after = k.config().map(|c| (c.vrrp_instances, c.vrrp_sync_groups));
+                if before != after {
+                    warn!("SIGHUP: vrrp_instance/vrrp_sync_group changes take effect at the next start of rvsd (virtual servers were reloaded)");
+                }
             }
             None => info!("SIGHUP: no configuration file (-f) to reload"),
         }
