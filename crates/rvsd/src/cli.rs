@@ -18,9 +18,10 @@ control API. Runs keepalived configuration files unchanged.
       --socket=PATH          control socket (default /run/rvs/rvsd.sock as
                              root, else $XDG_RUNTIME_DIR/rvs/rvsd.sock;
                              also $RVS_SOCKET)
-      --engine=proxy|packet  data plane (default proxy: a socket relay that
-                             needs no root)
-      --interface=IF         interface for the packet engine
+      --engine=ENGINE        data plane: proxy (default; a socket relay that
+                             needs no root), packet (DR/NAT/TUN on AF_PACKET)
+                             or xdp (AF_XDP, falls back to packet)
+      --interface=IF         interface for the packet and xdp engines
       --metrics-listen=ADDR  serve /metrics and the dashboard on ADDR
       --demo                 run a demo virtual service on 127.0.0.1 with two
                              built-in backends
@@ -98,9 +99,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, String> 
             Long("socket") => a.socket = Some(val(&mut p, "--socket")?.into()),
             Long("engine") => {
                 let e = val(&mut p, "--engine")?;
-                if !matches!(e.as_str(), "proxy" | "packet") {
+                if !matches!(e.as_str(), "proxy" | "packet" | "xdp") {
                     return Err(format!(
-                        "unknown engine '{e}' for --engine (choose proxy or packet)"
+                        "unknown engine '{e}' for --engine (choose proxy, packet or xdp)"
                     ));
                 }
                 a.engine = e;
@@ -188,7 +189,7 @@ mod tests {
     fn errors_name_the_fix() {
         assert_eq!(
             p("--engine xdp2").unwrap_err(),
-            "unknown engine 'xdp2' for --engine (choose proxy or packet)"
+            "unknown engine 'xdp2' for --engine (choose proxy, packet or xdp)"
         );
         assert!(p("--bogus").unwrap_err().contains("--bogus"));
         assert!(p("-f").unwrap_err().contains("needs a value"));

@@ -83,13 +83,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(rvs_api::default_socket_path);
     let shared = Shared::new(Ipvs::new());
     let engine: Arc<dyn Engine> = match args.engine.as_str() {
-        "packet" => {
+        "packet" | "xdp" => {
             let Some(ifname) = &args.interface else {
-                anyhow::bail!("--engine packet needs --interface IF (the director's interface towards clients and real servers)");
+                anyhow::bail!("--engine {} needs --interface IF (the director's interface towards clients and real servers)", args.engine);
             };
-            let pe = rvs_packet::PacketEngine::new(shared.clone(), rvs_packet::PacketOptions::new(ifname))
-                .map_err(|e| anyhow::anyhow!("cannot start the packet engine on {ifname}: {e} (it needs root, or CAP_NET_RAW and CAP_NET_ADMIN; or use --engine proxy)"))?;
-            Arc::new(pe)
+            let packet = |shared: Arc<Shared>| -> anyhow::Result<Arc<dyn Engine>> {
+                let pe = rvs_packet::PacketEngine::new(shared, rvs_packet::PacketOptions::new(ifname))
+                    .map_err(|e| anyhow::anyhow!("cannot start the packet engine on {ifname}: {e} (it needs root, or CAP_NET_RAW and CAP_NET_ADMIN; or use --engine proxy)"))?;
+                Ok(Arc::new(pe))
+            };
+            if args.engine == "xdp" {
+                match rvs_xdp::XdpEngine::new(shared.clone(), rvs_xdp::XdpOptions::new(ifname)) {
+                    Ok(x) => Arc::new(x),
+                    Err(e) => {
+                        warn!(interface = %ifname, error = %e, "AF_XDP engine unavailable, falling back to the AF_PACKET engine");
+                        packet(shared.clone())?
+                    }
+                }
+            } else {
+                packet(shared.clone())?
+            }
         }
         _ => Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default())),
     };

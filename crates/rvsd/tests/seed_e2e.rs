@@ -141,6 +141,13 @@ fn run_course(engine: &str, prefix: &str) {
     };
     master.start(&mut lab, engine);
     backup.start(&mut lab, engine);
+    // The engine asked for is the one running (no silent fallback).
+    let Ok(rvs_api::Reply::Info(info)) =
+        rvs_api::Client::new(&master.sock).call(&rvs_api::Command::GetInfo)
+    else {
+        panic!("GetInfo");
+    };
+    assert_eq!(info.engine, engine);
     let t = Instant::now();
     assert!(
         wait_for(Duration::from_secs(10), || has_vip(&lab, "lvs1")
@@ -264,4 +271,12 @@ fn seed_course_end_to_end_packet_engine_dr() {
         return;
     }
     run_course("packet", "rvseedp");
+}
+
+#[test]
+fn seed_course_end_to_end_xdp_engine_dr() {
+    if rvs_lab::skip_unless_root("seed_course_end_to_end_xdp_engine_dr") {
+        return;
+    }
+    run_course("xdp", "rvseedx");
 }

@@ -1,0 +1,182 @@
+//! Run the AF_XDP engine for one virtual service (a stand-in for rvsd in
+//! lab tests and by hand):
+//!
+//! ```text
+//! rvs-xdp-lvs --interface eth0 --vip 198.18.0.100:80 --rs 198.18.0.21:80 --rs 198.18.0.22:80 \
+//!     --method dr|nat|tun [--udp] [--sched rr] [--persistent SECS] \
+//!     [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]
+//! ```
+//!
+//! With `--dump FILE` the table is written every 100 ms: lines
+//! `conn PROTO CLIENT VIP DEST STATE EXPIRES`, `svc CONNS INPKTS OUTPKTS
+//! INBYTES OUTBYTES`, `dest ADDR ACTIVE INACT CONNS INPKTS OUTPKTS` and
+//! `engine NAME VALUE`. Stops on SIGINT/SIGTERM and removes its nft table.
+
+use rvs_core::{DestConf, FwdMethod, Ipvs, Protocol, ServiceConf, SvcKey, TunCsum, TunType};
+use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_xdp::{XdpEngine, XdpMode, XdpOptions};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn usage() -> ! {
+    eprintln!("usage: rvs-xdp-lvs --interface IF --vip ADDR:PORT --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]");
+    std::process::exit(2)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut iface, mut vip, mut rs, mut method) = (None, None, Vec::new(), FwdMethod::Route);
+    let (mut proto, mut sched, mut persist, mut dump, mut nft) =
+        (Protocol::Tcp, "rr".to_string(), None, None, true);
+    let (mut tun_type, mut tun_port, mut tun_csum) = (TunType::Ipip, 0u16, TunCsum::NoCsum);
+    let mut queues: Option<u32> = None;
+    let mut native = false;
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--interface" => iface = Some(val()),
+            "--vip" => vip = Some(val().parse::<SocketAddr>().unwrap_or_else(|_| usage())),
+            "--rs" => rs.push(val().parse::<SocketAddr>().unwrap_or_else(|_| usage())),
+            "--method" => {
+                method = match val().as_str() {
+                    "dr" => FwdMethod::Route,
+                    "nat" => FwdMethod::Masq,
+                    "tun" => FwdMethod::Tunnel,
+                    _ => usage(),
+                }
+            }
+            "--udp" => proto = Protocol::Udp,
+            "--sched" => sched = val(),
+            "--persistent" => persist = Some(val().parse::<u32>().unwrap_or_else(|_| usage())),
+            "--tun-type" => {
+                tun_type = match val().as_str() {
+                    "ipip" => TunType::Ipip,
+                    "gue" => TunType::Gue,
+                    "gre" => TunType::Gre,
+                    _ => usage(),
+                }
+            }
+            "--tun-port" => tun_port = val().parse().unwrap_or_else(|_| usage()),
+            "--tun-csum" => tun_csum = TunCsum::Csum,
+            "--dump" => dump = Some(val()),
+            "--no-nft" => nft = false,
+            "--queues" => queues = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--native" => native = true,
+            _ => usage(),
+        }
+    }
+    let (Some(iface), Some(vip)) = (iface, vip) else {
+        usage()
+    };
+
+    let shared = Shared::new(Ipvs::new());
+    let key = SvcKey::Addr {
+        proto,
+        addr: vip.ip(),
+        port: vip.port(),
+    };
+    {
+        let now = shared.now();
+        let mut ipvs = shared.ipvs.lock();
+        let mut conf = ServiceConf::new(key, &sched);
+        if let Some(t) = persist {
+            conf = conf.persistent(t);
+        }
+        ipvs.add_service(now, &conf).expect("add service");
+        for r in &rs {
+            let mut d = DestConf::new(r.ip(), r.port(), method, 1);
+            d.tun_type = tun_type;
+            d.tun_port = tun_port;
+            d.tun_flags = tun_csum;
+            ipvs.add_dest(now, &key, &d).expect("add dest");
+        }
+    }
+    let mut opts = XdpOptions::new(&iface);
+    opts.nft = nft;
+    opts.queues = queues;
+    if native {
+        opts.mode = XdpMode::Native;
+    }
+    let engine = XdpEngine::new(shared.clone(), opts).unwrap_or_else(|e| {
+        eprintln!("rvs-xdp-lvs: cannot start the AF_XDP engine on {iface}: {e}");
+        std::process::exit(1)
+    });
+    engine.reconcile(&[ListenKey { proto, addr: vip }]);
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    eprintln!(
+        "rvs-xdp-lvs: serving {proto} {vip} on {iface} ({} queue(s))",
+        engine.queues()
+    );
+    let mut last_est = Instant::now();
+    while !STOP.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = shared.now();
+        {
+            let mut ipvs = shared.ipvs.lock();
+            ipvs.handle_timeout(now);
+            if last_est.elapsed() >= Duration::from_secs(2) {
+                ipvs.estimate(now);
+                last_est = Instant::now();
+            }
+        }
+        if let Some(path) = &dump {
+            let mut s = String::new();
+            let ipvs = shared.ipvs.lock();
+            for c in ipvs.connections(now) {
+                s += &format!(
+                    "conn {} {}:{} {}:{} {}:{} {} {}\n",
+                    c.proto_name,
+                    c.caddr,
+                    c.cport,
+                    c.vaddr,
+                    c.vport,
+                    c.daddr,
+                    c.dport,
+                    c.state_name,
+                    c.expires_secs
+                );
+            }
+            if let Some(svc) = ipvs.service(&key) {
+                let st = svc.stats();
+                s += &format!(
+                    "svc {} {} {} {} {}\n",
+                    st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes
+                );
+                for d in svc.dests() {
+                    let st = d.stats();
+                    s += &format!(
+                        "dest {}:{} {} {} {} {} {}\n",
+                        d.addr(),
+                        d.port(),
+                        d.active_conns(),
+                        d.inact_conns(),
+                        st.conns,
+                        st.inpkts,
+                        st.outpkts
+                    );
+                }
+            }
+            drop(ipvs);
+            for (k, v) in engine.stats().snapshot() {
+                s += &format!("engine {k} {v}\n");
+            }
+            let tmp = format!("{path}.tmp");
+            if std::fs::write(&tmp, s).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+    engine.shutdown();
+    eprintln!("rvs-xdp-lvs: stopped");
+}
