@@ -414,6 +414,18 @@ fn nat_udp_icmp() {
     // UDP echo on rs1 only; rs2 has no listener and answers ICMP.
     let echo = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\nwhile True:\n d,a=s.recvfrom(2048); s.sendto(b'echo:'+d,a)\n";
     lab.spawn("rs1", "echo", &["python3", "-c", echo]);
+    // Wait until the echo server has bound its port (python starts slowly
+    // on a loaded machine).
+    let bound = wait_for(Duration::from_secs(10), || {
+        lab.sh("rs1", "ss -Hluna 'sport = :5353'")
+            .contains("5353")
+            .then_some(())
+    });
+    assert!(
+        bound.is_some(),
+        "UDP echo server did not start: {}",
+        lab.log("echo")
+    );
     let o = lab.exec(
         "lvs1",
         &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
