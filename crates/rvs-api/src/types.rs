@@ -100,6 +100,30 @@ pub struct ServiceSpec {
     pub pe_name: Option<String>,
 }
 
+impl ServiceSpec {
+    /// A non-persistent service with the given scheduler (host netmask).
+    pub fn new(key: ServiceKey, scheduler: impl Into<String>) -> Self {
+        ServiceSpec {
+            key,
+            scheduler: scheduler.into(),
+            flags: 0,
+            timeout: 0,
+            netmask: match key.family() {
+                Family::Inet => u32::MAX,
+                Family::Inet6 => 128,
+            },
+            pe_name: None,
+        }
+    }
+
+    /// The same service, persistent for `timeout` seconds (`-p`).
+    pub fn persistent(mut self, timeout: u32) -> Self {
+        self.flags |= svc_flags::PERSISTENT;
+        self.timeout = timeout;
+        self
+    }
+}
+
 /// Forwarding method (kernel `IP_VS_CONN_F_FWD_MASK` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,6 +190,23 @@ pub struct DestSpec {
     pub tun_port: u16,
     #[serde(default)]
     pub tun_flags: TunCsum,
+}
+
+impl DestSpec {
+    /// A destination without thresholds or tunnel options.
+    pub fn new(addr: IpAddr, port: u16, fwd: FwdMethod, weight: u32) -> Self {
+        DestSpec {
+            addr,
+            port,
+            fwd,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+            tun_type: TunType::Ipip,
+            tun_port: 0,
+            tun_flags: TunCsum::NoCsum,
+        }
+    }
 }
 
 /// Counters (kernel `ip_vs_kstats`).

@@ -70,30 +70,13 @@ pub async fn start(d: &Arc<Daemon>, port: u16, socket: &Path) -> anyhow::Result<
         port,
     };
     d.handle(Command::AddService {
-        spec: ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            flags: 0,
-            timeout: 0,
-            netmask: 0xffff_ffff,
-            pe_name: None,
-        },
+        spec: ServiceSpec::new(key, "rr"),
     })
     .map_err(|e| anyhow::anyhow!("demo service: {}", e.message))?;
     for b in [b1, b2] {
         d.handle(Command::AddDest {
             service: key,
-            dest: DestSpec {
-                addr: b.ip(),
-                port: b.port(),
-                fwd: FwdMethod::Masq,
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-                tun_type: Default::default(),
-                tun_port: 0,
-                tun_flags: Default::default(),
-            },
+            dest: DestSpec::new(b.ip(), b.port(), FwdMethod::Masq, 1),
         })
         .map_err(|e| anyhow::anyhow!("demo backend: {}", e.message))?;
     }

@@ -36,30 +36,13 @@ fn lab_proxy_rr_alternates_between_nginx_servers() {
         port: 80,
     };
     c.call(&Command::AddService {
-        spec: ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            flags: 0,
-            timeout: 0,
-            netmask: u32::MAX,
-            pe_name: None,
-        },
+        spec: ServiceSpec::new(key, "rr"),
     })
     .expect("add service");
     for rs in [RS1, RS2] {
         c.call(&Command::AddDest {
             service: key,
-            dest: DestSpec {
-                addr: rs.parse().unwrap(),
-                port: 80,
-                fwd: FwdMethod::Masq,
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-                tun_type: Default::default(),
-                tun_port: 0,
-                tun_flags: Default::default(),
-            },
+            dest: DestSpec::new(rs.parse().unwrap(), 80, FwdMethod::Masq, 1),
         })
         .expect("add dest");
     }

@@ -12,18 +12,14 @@ fn json_logs_have_fields() {
     let d = Rvsd::start(&["--log-format", "json"]);
     let port = free_port();
     d.call(Command::AddService {
-        spec: ServiceSpec {
-            key: ServiceKey::Addr {
+        spec: ServiceSpec::new(
+            ServiceKey::Addr {
                 protocol: Protocol::Tcp,
                 addr: "127.0.0.1".parse().unwrap(),
                 port,
             },
-            scheduler: "rr".into(),
-            flags: 0,
-            timeout: 0,
-            netmask: u32::MAX,
-            pe_name: None,
-        },
+            "rr",
+        ),
     });
     let want = format!("[127.0.0.1]:tcp:{port}");
     let found = wait_for(Duration::from_secs(5), || {

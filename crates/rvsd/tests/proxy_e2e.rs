@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use rvs_api::{
-    svc_flags, Command, ConnInfo, DestSpec, FwdMethod, Protocol, Reply, ServiceInfo, ServiceKey,
-    ServiceSpec, Timeouts,
+    Command, ConnInfo, DestSpec, FwdMethod, Protocol, Reply, ServiceInfo, ServiceKey, ServiceSpec,
+    Timeouts,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,32 +22,15 @@ fn key(port: u16) -> ServiceKey {
 }
 
 fn spec(port: u16, sched: &str, persistent: Option<u32>) -> ServiceSpec {
-    ServiceSpec {
-        key: key(port),
-        scheduler: sched.into(),
-        flags: if persistent.is_some() {
-            svc_flags::PERSISTENT
-        } else {
-            0
-        },
-        timeout: persistent.unwrap_or(0),
-        netmask: 0xffff_ffff,
-        pe_name: None,
+    let s = ServiceSpec::new(key(port), sched);
+    match persistent {
+        Some(t) => s.persistent(t),
+        None => s,
     }
 }
 
 fn dest(addr: SocketAddr, fwd: FwdMethod, weight: u32) -> DestSpec {
-    DestSpec {
-        addr: addr.ip(),
-        port: addr.port(),
-        fwd,
-        weight,
-        u_threshold: 0,
-        l_threshold: 0,
-        tun_type: Default::default(),
-        tun_port: 0,
-        tun_flags: Default::default(),
-    }
+    DestSpec::new(addr.ip(), addr.port(), fwd, weight)
 }
 
 fn service(d: &Rvsd, port: u16) -> ServiceInfo {
@@ -284,14 +267,7 @@ fn udp_flows_are_balanced_and_sticky() {
         port,
     };
     d.call(Command::AddService {
-        spec: ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            flags: 0,
-            timeout: 0,
-            netmask: u32::MAX,
-            pe_name: None,
-        },
+        spec: ServiceSpec::new(key, "rr"),
     });
     for be in [a, b] {
         d.call(Command::AddDest {
@@ -345,14 +321,7 @@ fn ipv6_virtual_service() {
         port: p,
     };
     d.call(Command::AddService {
-        spec: ServiceSpec {
-            key,
-            scheduler: "rr".into(),
-            flags: 0,
-            timeout: 0,
-            netmask: 128,
-            pe_name: None,
-        },
+        spec: ServiceSpec::new(key, "rr"),
     });
     for be in [&a, &b] {
         d.call(Command::AddDest {

@@ -4,6 +4,8 @@
 //! No data plane runs (NullEngine): the seed's 192.168.253.x addresses are
 //! table entries only.
 
+mod common;
+
 use rvs_api::{ApiError, Command, Reply};
 use rvs_core::{Dir, Ipvs, Packet, Protocol, TcpFlags};
 use rvs_dataplane::{Clock, NullEngine, Shared};
@@ -38,28 +40,7 @@ impl Seed {
 
     /// Run one command line; returns (status, stdout, stderr).
     fn run(&self, line: &str) -> (i32, String, String) {
-        let argv: Vec<String> = std::iter::once("ipvsadm".to_string())
-            .chain(line.split_whitespace().map(String::from))
-            .collect();
-        let mut backend = InProc(self.d.clone());
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut stdin = std::io::empty();
-        let mut stdin = std::io::BufReader::new(&mut stdin);
-        let code = {
-            let mut ctx = rvsadm::Ctx {
-                backend: &mut backend,
-                resolver: &rvsadm::resolve::NumericResolver,
-                stdin: &mut stdin,
-                stdout: &mut out,
-                stderr: &mut err,
-            };
-            rvsadm::run(&argv, &mut ctx)
-        };
-        (
-            code,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
+        common::run_rvsadm(&mut InProc(self.d.clone()), line)
     }
 
     fn ok(&self, line: &str) -> String {

@@ -207,6 +207,12 @@ pub fn rvsadm(sock: &std::path::Path, line: &str) -> (i32, String, String) {
     if let Err(e) = b.init() {
         return (2, String::new(), format!("rvsadm: {e}\n"));
     }
+    run_rvsadm(&mut b, line)
+}
+
+/// Run an ipvsadm command line through rvsadm against any backend, with
+/// numeric output: (exit status, stdout, stderr).
+pub fn run_rvsadm(backend: &mut dyn rvsadm::backend::Backend, line: &str) -> (i32, String, String) {
     let argv: Vec<String> = std::iter::once("rvsadm".to_string())
         .chain(line.split_whitespace().map(String::from))
         .collect();
@@ -214,7 +220,7 @@ pub fn rvsadm(sock: &std::path::Path, line: &str) -> (i32, String, String) {
     let mut stdin = std::io::BufReader::new(std::io::empty());
     let code = {
         let mut ctx = rvsadm::Ctx {
-            backend: &mut b,
+            backend,
             resolver: &rvsadm::resolve::NumericResolver,
             stdin: &mut stdin,
             stdout: &mut out,
