@@ -54,6 +54,12 @@ impl Client {
         Self::new(crate::default_socket_path())
     }
 
+    /// The same client with another I/O timeout (default 30 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -20,11 +20,22 @@ pub struct Rvsd {
 
 impl Rvsd {
     pub fn start(extra: &[&str]) -> Rvsd {
+        Self::start_with_prefix("exec", extra)
+    }
+
+    /// Start rvsd through `sh -c "PREFIX rvsd ..."` (e.g. `ulimit -n 64; exec`).
+    pub fn start_with_prefix(prefix: &str, extra: &[&str]) -> Rvsd {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("rvsd.sock");
         let log = std::fs::File::create(dir.path().join("rvsd.log")).expect("log");
-        let child = Proc::new(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("--socket")
+        let mut script = format!("{prefix} \"$0\" --socket \"$1\"");
+        for (i, _) in extra.iter().enumerate() {
+            script += &format!(" \"${}\"", i + 2);
+        }
+        let child = Proc::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_rvsd"))
             .arg(&socket)
             .args(extra)
             .stdin(Stdio::null())
@@ -52,6 +63,11 @@ impl Rvsd {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("rvsd.log")).unwrap_or_default()
+    }
+
+    /// True while the daemon process runs.
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
