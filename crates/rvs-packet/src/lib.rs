@@ -73,6 +73,7 @@
 //! services are not matched; related ICMP errors are forwarded but not
 //! added to the service counters; `Local` destinations are not served.
 
+pub mod driver;
 pub mod fwd;
 pub mod neigh;
 pub mod nft;

@@ -16,14 +16,6 @@ use rvs_core::{DestConf, FwdMethod, Ipvs, Protocol, ServiceConf, SvcKey, TunCsum
 use rvs_dataplane::{Engine, ListenKey, Shared};
 use rvs_xdp::{XdpEngine, XdpMode, XdpOptions};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
 
 fn usage() -> ! {
     eprintln!("usage: rvs-xdp-lvs --interface IF --vip ADDR:PORT --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]");
@@ -109,74 +101,16 @@ fn main() {
         std::process::exit(1)
     });
     engine.reconcile(&[ListenKey { proto, addr: vip }]);
-    // SAFETY: installing a handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
     eprintln!(
         "rvs-xdp-lvs: serving {proto} {vip} on {iface} ({} queue(s))",
         engine.queues()
     );
-    let mut last_est = Instant::now();
-    while !STOP.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = shared.now();
-        {
-            let mut ipvs = shared.ipvs.lock();
-            ipvs.handle_timeout(now);
-            if last_est.elapsed() >= Duration::from_secs(2) {
-                ipvs.estimate(now);
-                last_est = Instant::now();
-            }
-        }
-        if let Some(path) = &dump {
-            let mut s = String::new();
-            let ipvs = shared.ipvs.lock();
-            for c in ipvs.connections(now) {
-                s += &format!(
-                    "conn {} {}:{} {}:{} {}:{} {} {}\n",
-                    c.proto_name,
-                    c.caddr,
-                    c.cport,
-                    c.vaddr,
-                    c.vport,
-                    c.daddr,
-                    c.dport,
-                    c.state_name,
-                    c.expires_secs
-                );
-            }
-            if let Some(svc) = ipvs.service(&key) {
-                let st = svc.stats();
-                s += &format!(
-                    "svc {} {} {} {} {}\n",
-                    st.conns, st.inpkts, st.outpkts, st.inbytes, st.outbytes
-                );
-                for d in svc.dests() {
-                    let st = d.stats();
-                    s += &format!(
-                        "dest {}:{} {} {} {} {} {}\n",
-                        d.addr(),
-                        d.port(),
-                        d.active_conns(),
-                        d.inact_conns(),
-                        st.conns,
-                        st.inpkts,
-                        st.outpkts
-                    );
-                }
-            }
-            drop(ipvs);
-            for (k, v) in engine.stats().snapshot() {
-                s += &format!("engine {k} {v}\n");
-            }
-            let tmp = format!("{path}.tmp");
-            if std::fs::write(&tmp, s).is_ok() {
-                let _ = std::fs::rename(&tmp, path);
-            }
-        }
-    }
-    engine.shutdown();
-    eprintln!("rvs-xdp-lvs: stopped");
+    rvs_packet::driver::serve(
+        "rvs-xdp-lvs",
+        &shared,
+        &engine,
+        engine.stats(),
+        key,
+        dump.as_deref(),
+    );
 }
