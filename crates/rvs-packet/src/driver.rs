@@ -103,3 +103,51 @@ fn write_dump(path: &str, shared: &Shared, stats: &EngineStats, key: &SvcKey) {
         let _ = std::fs::rename(&tmp, path);
     }
 }
+
+/// A table dump written by [`serve`], as the lab tests read it back.
+#[derive(Debug, Clone, Default)]
+pub struct Dump {
+    /// `conn` lines, fields after the tag.
+    pub conns: Vec<Vec<String>>,
+    /// The `svc` line's numbers.
+    pub svc: Vec<u64>,
+    /// `engine` counters.
+    pub engine: Vec<(String, u64)>,
+}
+
+/// Read a dump file (None if it does not exist yet).
+pub fn read_dump(path: &std::path::Path) -> Option<Dump> {
+    let t = std::fs::read_to_string(path).ok()?;
+    let mut d = Dump::default();
+    for l in t.lines() {
+        let f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+        match f.first().map(String::as_str) {
+            Some("conn") => d.conns.push(f[1..].to_vec()),
+            Some("svc") => d.svc = f[1..].iter().filter_map(|x| x.parse().ok()).collect(),
+            Some("engine") if f.len() == 3 => {
+                d.engine.push((f[1].clone(), f[2].parse().unwrap_or(0)))
+            }
+            _ => {}
+        }
+    }
+    Some(d)
+}
+
+impl Dump {
+    /// An engine counter (0 if absent).
+    pub fn engine(&self, k: &str) -> u64 {
+        self.engine
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+
+    /// Connections that are not persistence templates (client port ≠ 0).
+    pub fn real_conns(&self) -> Vec<&Vec<String>> {
+        self.conns
+            .iter()
+            .filter(|c| c.get(1).is_some_and(|a| !a.ends_with(":0")))
+            .collect()
+    }
+}

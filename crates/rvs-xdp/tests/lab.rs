@@ -18,48 +18,7 @@ use std::time::Duration;
 
 const XDP_LVS: &str = env!("CARGO_BIN_EXE_rvs-xdp-lvs");
 
-struct Dump {
-    conns: Vec<Vec<String>>,
-    svc: Vec<u64>,
-    engine: Vec<(String, u64)>,
-}
-
-fn read_dump(path: &Path) -> Option<Dump> {
-    let t = std::fs::read_to_string(path).ok()?;
-    let mut d = Dump {
-        conns: Vec::new(),
-        svc: Vec::new(),
-        engine: Vec::new(),
-    };
-    for l in t.lines() {
-        let f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
-        match f.first().map(String::as_str) {
-            Some("conn") => d.conns.push(f[1..].to_vec()),
-            Some("svc") => d.svc = f[1..].iter().filter_map(|x| x.parse().ok()).collect(),
-            Some("engine") if f.len() == 3 => {
-                d.engine.push((f[1].clone(), f[2].parse().unwrap_or(0)))
-            }
-            _ => {}
-        }
-    }
-    Some(d)
-}
-
-impl Dump {
-    fn engine(&self, k: &str) -> u64 {
-        self.engine
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| *v)
-            .unwrap_or(0)
-    }
-    fn real_conns(&self) -> Vec<&Vec<String>> {
-        self.conns
-            .iter()
-            .filter(|c| !c[1].ends_with(":0"))
-            .collect()
-    }
-}
+use rvs_packet::driver::{read_dump, Dump};
 
 struct Setup {
     lab: Lab,
