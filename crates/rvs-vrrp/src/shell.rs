@@ -122,6 +122,10 @@ pub struct RunOptions {
     /// shell polls each instance's interface and puts the instance in FAULT
     /// while it is down or has no carrier (keepalived's default).
     pub no_track_interface: bool,
+    /// Base-priority changes at run time (instance name, new priority),
+    /// e.g. from a configuration reload: applied without leaving the
+    /// current state, so a reload does not flap the VIP.
+    pub priorities: Option<mpsc::UnboundedReceiver<(String, u8)>>,
 }
 
 /// Run `instances` until `shutdown` is cancelled, publishing status on every
@@ -296,6 +300,13 @@ pub async fn run_with(
     let mut link_tick = tokio::time::interval(Duration::from_secs(1));
     link_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let track_links = !opts.no_track_interface;
+    let (_prio_keep, mut prio_rx) = match opts.priorities.take() {
+        Some(rx) => (None, rx),
+        None => {
+            let (tx, rx) = mpsc::unbounded_channel::<(String, u8)>();
+            (Some(tx), rx)
+        }
+    };
 
     let mut sh = Shell {
         slots,
@@ -345,6 +356,13 @@ pub async fn run_with(
                     if t.instance.as_ref().is_none_or(|n| *n == s.inst.config().name) {
                         s.inst.set_track(now, &t.track, t.up);
                     }
+                }
+            }
+            Some((name, prio)) = prio_rx.recv() => {
+                let now = Instant::now();
+                for s in sh.slots.iter_mut().filter(|s| s.inst.config().name == name) {
+                    tracing::info!(instance = %name, priority = prio, "({name}) priority changed by reload");
+                    s.inst.set_priority(now, prio);
                 }
             }
         }

@@ -168,11 +168,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     while let Sig::Reload = wait_for_signal().await {
         match &ka {
             Some(k) => {
-                let before = k.config().map(|c| (c.vrrp_instances, c.vrrp_sync_groups));
                 k.reload();
-                let after = k.config().map(|c| (c.vrrp_instances, c.vrrp_sync_groups));
-                if before != after {
-                    warn!("SIGHUP: vrrp_instance/vrrp_sync_group changes take effect at the next start of rvsd (virtual servers were reloaded)");
+                if let (Some(v), Some(cfg)) = (&vrrp, k.config()) {
+                    let mut warnings = Vec::new();
+                    let (inst, _) = rvsd::vrrp::instances(&cfg, &mut warnings);
+                    if !v.reload(&inst) {
+                        warn!("SIGHUP: vrrp_instance changes other than priority take effect at the next start of rvsd");
+                    }
                 }
             }
             None => info!("SIGHUP: no configuration file (-f) to reload"),

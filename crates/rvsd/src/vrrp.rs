@@ -160,6 +160,7 @@ pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceCo
             })
             .collect(),
         no_track_interface: false,
+        priorities: None,
     };
     (out, opts)
 }
@@ -211,6 +212,8 @@ fn spawn_interface_tracker(
 pub struct Vrrp {
     cancel: CancellationToken,
     task: JoinHandle<()>,
+    priorities: tokio::sync::mpsc::UnboundedSender<(String, u8)>,
+    running: std::sync::Mutex<Vec<InstanceConfig>>,
 }
 
 fn render(st: &[InstanceStatus]) -> String {
@@ -269,6 +272,9 @@ impl Vrrp {
             .map_err(|e| anyhow::anyhow!("cannot open rtnetlink for VRRP (needs CAP_NET_ADMIN; run as root or without vrrp_instance blocks): {e}"))?;
         let (tx, rx) = watch::channel(Vec::<InstanceStatus>::new());
         let cancel = CancellationToken::new();
+        let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
+        opts.priorities = Some(prx);
+        let running = std::sync::Mutex::new(instances.clone());
         let mut tracked: Vec<String> = instances
             .iter()
             .flat_map(|i| i.tracks.iter())
@@ -315,7 +321,37 @@ impl Vrrp {
                 }
             }
         });
-        Ok(Vrrp { cancel, task })
+        Ok(Vrrp {
+            cancel,
+            task,
+            priorities: ptx,
+            running,
+        })
+    }
+
+    /// Apply a reloaded configuration's instances. Priority changes are
+    /// applied in place (no state change, no VIP flap); returns false when
+    /// anything else differs, which takes a restart of rvsd.
+    pub fn reload(&self, new: &[InstanceConfig]) -> bool {
+        let Ok(mut cur) = self.running.lock() else {
+            return false;
+        };
+        let same_but_priority = cur.len() == new.len()
+            && cur.iter().zip(new).all(|(a, b)| {
+                let mut b2 = b.clone();
+                b2.priority = a.priority;
+                *a == b2
+            });
+        if !same_but_priority {
+            return *cur == new;
+        }
+        for (a, b) in cur.iter_mut().zip(new) {
+            if a.priority != b.priority {
+                let _ = self.priorities.send((b.name.clone(), b.priority));
+                a.priority = b.priority;
+            }
+        }
+        true
     }
 
     /// Leave MASTER cleanly (priority-0 advert, VIPs removed) and wait.

@@ -93,3 +93,62 @@ fn lab_track_interface_moves_the_vip() {
         lab.log("rvsd-lvs1")
     );
 }
+
+#[test]
+fn lab_reload_priority_without_restart() {
+    if rvs_lab::skip_unless_root("lab_reload_priority_without_restart") {
+        return;
+    }
+    let mut lab = Lab::up("rvrlp");
+    let mut master_pid = 0;
+    let master_conf = lab.dir.path().join("lvs1.conf");
+    for (node, state, prio) in [("lvs1", "MASTER", 100), ("lvs2", "BACKUP", 50)] {
+        let path = lab.dir.path().join(format!("{node}.conf"));
+        std::fs::write(&path, conf(state, prio, false)).unwrap();
+        let sock = lab.dir.path().join(format!("{node}.sock"));
+        let pid = lab.spawn(
+            node,
+            &format!("rvsd-{node}"),
+            &[
+                env!("CARGO_BIN_EXE_rvsd"),
+                "--socket",
+                sock.to_str().unwrap(),
+                "-f",
+                path.to_str().unwrap(),
+            ],
+        );
+        if node == "lvs1" {
+            master_pid = pid;
+        }
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || has_vip(&lab, "lvs1")
+            .then_some(()))
+        .is_some(),
+        "master never took the VIP"
+    );
+    // Reload the master with a priority below the backup's: the backup
+    // takes over, without the master restarting.
+    std::fs::write(&master_conf, conf("MASTER", 30, false)).unwrap();
+    lab.signal(master_pid, libc::SIGHUP);
+    let moved = wait_for(Duration::from_secs(10), || {
+        (has_vip(&lab, "lvs2") && !has_vip(&lab, "lvs1")).then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "VIP did not move after the priority reload: {}",
+        lab.log("rvsd-lvs1")
+    );
+    assert!(lab.log("rvsd-lvs1").contains("priority changed by reload"));
+    // And back.
+    std::fs::write(&master_conf, conf("MASTER", 100, false)).unwrap();
+    lab.signal(master_pid, libc::SIGHUP);
+    let back = wait_for(Duration::from_secs(10), || {
+        (has_vip(&lab, "lvs1") && !has_vip(&lab, "lvs2")).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "VIP did not come back: {}",
+        lab.log("rvsd-lvs1")
+    );
+}
