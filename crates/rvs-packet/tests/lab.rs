@@ -281,22 +281,28 @@ fn tun() {
     // VIP drops to 1480, as with IPVS.
     let upload = s.lab.dir.path().join("upload");
     std::fs::write(&upload, vec![b'x'; 300_000]).expect("upload file");
-    let _ = s.lab.exec(
-        "client",
-        &[
-            "curl",
-            "-s",
-            "-m",
-            "10",
-            "-o",
-            "/dev/null",
-            "--data-binary",
-            &format!("@{}", upload.display()),
-            &format!("http://{VIP}/"),
-        ],
-    );
+    // (nginx may answer the POST before the client has sent full-size
+    // segments, so try a few uploads until the path MTU shows.)
+    let pmtu = wait_for(Duration::from_secs(20), || {
+        let _ = s.lab.exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "--data-binary",
+                &format!("@{}", upload.display()),
+                &format!("http://{VIP}/"),
+            ],
+        );
+        let r = s.lab.sh("client", &format!("ip route get {VIP}"));
+        r.contains("mtu 1480").then_some(())
+    });
     let r = s.lab.sh("client", &format!("ip route get {VIP}"));
-    assert!(r.contains("mtu 1480"), "no PMTU from frag-needed: {r}");
+    assert!(pmtu.is_some(), "no PMTU from frag-needed: {r}");
     let sent = wait_for(Duration::from_secs(3), || {
         read_dump(&s.dump)
             .filter(|d| d.engine("icmp_sent") >= 1)
