@@ -227,22 +227,27 @@ struct Flows {
     nat_rev: HashMap<FlowKey, SocketAddrV4>,
 }
 
-impl Inner {
-    fn nat_dests(&self) -> Vec<(Protocol, SocketAddr)> {
-        let ipvs = self.shared.ipvs.lock();
-        let mut v = Vec::new();
-        for s in ipvs.services() {
-            if let rvs_core::SvcKey::Addr { proto, .. } = s.key() {
-                for d in s.dests() {
-                    if d.fwd() == FwdMethod::Masq {
-                        v.push((proto, SocketAddr::new(d.addr(), d.port())));
-                    }
+/// The real servers of NAT (Masq) destinations of address services, whose
+/// replies the engines must see: (protocol, real server address).
+pub fn nat_dests(ipvs: &rvs_core::Ipvs) -> Vec<(Protocol, SocketAddr)> {
+    let mut v = Vec::new();
+    for s in ipvs.services() {
+        if let rvs_core::SvcKey::Addr { proto, .. } = s.key() {
+            for d in s.dests() {
+                if d.fwd() == FwdMethod::Masq {
+                    v.push((proto, SocketAddr::new(d.addr(), d.port())));
                 }
             }
         }
-        v.sort();
-        v.dedup();
-        v
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl Inner {
+    fn nat_dests(&self) -> Vec<(Protocol, SocketAddr)> {
+        nat_dests(&self.shared.ipvs.lock())
     }
 
     fn sync_nft(&self) {
@@ -463,16 +468,7 @@ impl Worker {
     /// Our source address toward `dst`: an address on the interface in the
     /// same subnet if possible, never a served VIP.
     fn our_addr(&self, dst: Ipv4Addr, vips: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let mut cands = self.info.addrs.iter().filter(|(a, _)| !vips.contains(a));
-        let same = cands.clone().find(|(a, p)| {
-            let m = if *p == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(*p))
-            };
-            u32::from(*a) & m == u32::from(dst) & m
-        });
-        same.or_else(|| cands.next()).map(|(a, _)| *a)
+        neigh::source_addr(&self.info.addrs, dst, vips)
     }
 
     fn is_local(&self, a: &Ipv4Addr) -> bool {

@@ -278,8 +278,50 @@ impl ArpCache {
     }
 }
 
+/// Our source address toward `dst` among the interface's `addrs`: one in
+/// the same subnet if possible, never a served VIP (used for tunnel outer
+/// headers and ARP requests).
+pub fn source_addr(
+    addrs: &[(Ipv4Addr, u8)],
+    dst: Ipv4Addr,
+    vips: &std::collections::HashSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let mut cands = addrs.iter().filter(|(a, _)| !vips.contains(a));
+    let same = cands.clone().find(|(a, p)| {
+        let m = if *p == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(*p))
+        };
+        u32::from(*a) & m == u32::from(dst) & m
+    });
+    same.or_else(|| cands.next()).map(|(a, _)| *a)
+}
+
 #[cfg(test)]
 mod test {
+    #[test]
+    fn source_addr_prefers_the_subnet_and_skips_vips() {
+        let a: Vec<(Ipv4Addr, u8)> = vec![
+            ("198.18.1.1".parse().unwrap(), 24),
+            ("198.18.0.100".parse().unwrap(), 24),
+            ("198.18.0.11".parse().unwrap(), 24),
+        ];
+        let vips: std::collections::HashSet<Ipv4Addr> =
+            ["198.18.0.100".parse().unwrap()].into_iter().collect();
+        let dst: Ipv4Addr = "198.18.0.21".parse().unwrap();
+        assert_eq!(
+            super::source_addr(&a, dst, &vips),
+            Some("198.18.0.11".parse().unwrap())
+        );
+        let other: Ipv4Addr = "198.19.0.1".parse().unwrap();
+        assert_eq!(
+            super::source_addr(&a, other, &vips),
+            Some("198.18.1.1".parse().unwrap())
+        );
+        assert_eq!(super::source_addr(&a[1..2], dst, &vips), None);
+    }
+
     use super::*;
 
     const ROUTE: &str =

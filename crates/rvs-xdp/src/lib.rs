@@ -148,30 +148,9 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-fn proto_num(p: Protocol) -> u8 {
-    match p {
-        Protocol::Tcp => 6,
-        Protocol::Udp => 17,
-        Protocol::Sctp => 132,
-    }
-}
-
 impl Inner {
     fn nat_dests(&self) -> Vec<(Protocol, SocketAddr)> {
-        let ipvs = self.shared.ipvs.lock();
-        let mut v = Vec::new();
-        for s in ipvs.services() {
-            if let rvs_core::SvcKey::Addr { proto, .. } = s.key() {
-                for d in s.dests() {
-                    if d.fwd() == FwdMethod::Masq {
-                        v.push((proto, SocketAddr::new(d.addr(), d.port())));
-                    }
-                }
-            }
-        }
-        v.sort();
-        v.dedup();
-        v
+        rvs_packet::nat_dests(&self.shared.ipvs.lock())
     }
 
     /// Bring the BPF maps and the nft table in line with the wanted
@@ -184,7 +163,7 @@ impl Inner {
             want.insert(bpf::SvcKey {
                 addr: a.ip().octets(),
                 port: a.port().to_be_bytes(),
-                proto: proto_num(*p),
+                proto: p.number(),
                 dir: 0,
             });
         }
@@ -193,7 +172,7 @@ impl Inner {
                 want.insert(bpf::SvcKey {
                     addr: a.ip().octets(),
                     port: a.port().to_be_bytes(),
-                    proto: proto_num(*p),
+                    proto: p.number(),
                     dir: 1,
                 });
             }
@@ -404,7 +383,7 @@ fn l4_checksum_ok(frame: &[u8], fl: &Flow) -> bool {
     let Some(seg) = frame.get(fl.l4..end) else {
         return true;
     };
-    let proto = proto_num(fl.proto);
+    let proto = fl.proto.number();
     if proto == 132 {
         return true;
     }
@@ -491,16 +470,7 @@ impl Worker {
     }
 
     fn our_addr(&self, dst: Ipv4Addr, vips: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let mut cands = self.info.addrs.iter().filter(|(a, _)| !vips.contains(a));
-        let same = cands.clone().find(|(a, p)| {
-            let m = if *p == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(*p))
-            };
-            u32::from(*a) & m == u32::from(dst) & m
-        });
-        same.or_else(|| cands.next()).map(|(a, _)| *a)
+        neigh::source_addr(&self.info.addrs, dst, vips)
     }
 
     fn run(mut self) {
