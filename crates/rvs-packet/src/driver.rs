@@ -7,11 +7,119 @@
 //! `engine NAME VALUE`.
 
 use crate::EngineStats;
-use rvs_core::SvcKey;
-use rvs_dataplane::{Engine, Shared};
+use rvs_core::{DestConf, FwdMethod, Ipvs, Protocol, ServiceConf, SvcKey, TunCsum, TunType};
+use rvs_dataplane::{Engine, ListenKey, Shared};
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What the common flags of a driver describe, with the table built.
+pub struct Setup {
+    pub iface: String,
+    pub key: SvcKey,
+    pub listen: ListenKey,
+    pub dump: Option<String>,
+    pub nft: bool,
+    pub shared: Arc<Shared>,
+}
+
+/// Parse the flags both drivers share — `--interface IF --vip ADDR:PORT
+/// --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent
+/// SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE]
+/// [--no-nft]` — and build the table. Engine-specific flags go to `extra`
+/// (flag, a way to take its value); it returns false for an unknown flag.
+/// Any error prints `usage` and exits with status 2.
+pub fn setup(
+    usage: &str,
+    mut extra: impl FnMut(&str, &mut dyn FnMut() -> String) -> bool,
+) -> Setup {
+    let fail = || -> ! {
+        eprintln!("{usage}");
+        std::process::exit(2)
+    };
+    let mut args = std::env::args().skip(1);
+    let (mut iface, mut vip, mut rs, mut method) = (None, None, Vec::new(), FwdMethod::Route);
+    let (mut proto, mut sched, mut persist, mut dump, mut nft) =
+        (Protocol::Tcp, "rr".to_string(), None, None, true);
+    let (mut tun_type, mut tun_port, mut tun_csum) = (TunType::Ipip, 0u16, TunCsum::NoCsum);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().unwrap_or_else(|| fail());
+        match a.as_str() {
+            "--interface" => iface = Some(val()),
+            "--vip" => vip = Some(val().parse::<SocketAddr>().unwrap_or_else(|_| fail())),
+            "--rs" => rs.push(val().parse::<SocketAddr>().unwrap_or_else(|_| fail())),
+            "--method" => {
+                method = match val().as_str() {
+                    "dr" => FwdMethod::Route,
+                    "nat" => FwdMethod::Masq,
+                    "tun" => FwdMethod::Tunnel,
+                    _ => fail(),
+                }
+            }
+            "--udp" => proto = Protocol::Udp,
+            "--sched" => sched = val(),
+            "--persistent" => persist = Some(val().parse::<u32>().unwrap_or_else(|_| fail())),
+            "--tun-type" => {
+                tun_type = match val().as_str() {
+                    "ipip" => TunType::Ipip,
+                    "gue" => TunType::Gue,
+                    "gre" => TunType::Gre,
+                    _ => fail(),
+                }
+            }
+            "--tun-port" => tun_port = val().parse().unwrap_or_else(|_| fail()),
+            "--tun-csum" => tun_csum = TunCsum::Csum,
+            "--dump" => dump = Some(val()),
+            "--no-nft" => nft = false,
+            other => {
+                if !extra(other, &mut val) {
+                    fail()
+                }
+            }
+        }
+    }
+    let (Some(iface), Some(vip)) = (iface, vip) else {
+        fail()
+    };
+    let shared = Shared::new(Ipvs::new());
+    let key = SvcKey::Addr {
+        proto,
+        addr: vip.ip(),
+        port: vip.port(),
+    };
+    {
+        let now = shared.now();
+        let mut ipvs = shared.ipvs.lock();
+        let mut conf = ServiceConf::new(key, &sched);
+        if let Some(t) = persist {
+            conf = conf.persistent(t);
+        }
+        if let Err(e) = ipvs.add_service(now, &conf) {
+            eprintln!("cannot add the service: {e}");
+            std::process::exit(2)
+        }
+        for r in &rs {
+            let mut d = DestConf::new(r.ip(), r.port(), method, 1);
+            d.tun_type = tun_type;
+            d.tun_port = tun_port;
+            d.tun_flags = tun_csum;
+            if let Err(e) = ipvs.add_dest(now, &key, &d) {
+                eprintln!("cannot add real server {r}: {e}");
+                std::process::exit(2)
+            }
+        }
+    }
+    Setup {
+        iface,
+        key,
+        listen: ListenKey { proto, addr: vip },
+        dump,
+        nft,
+        shared,
+    }
+}
 
 static STOP: AtomicBool = AtomicBool::new(false);
 

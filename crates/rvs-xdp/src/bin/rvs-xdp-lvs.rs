@@ -12,105 +12,53 @@
 //! INBYTES OUTBYTES`, `dest ADDR ACTIVE INACT CONNS INPKTS OUTPKTS` and
 //! `engine NAME VALUE`. Stops on SIGINT/SIGTERM and removes its nft table.
 
-use rvs_core::{DestConf, FwdMethod, Ipvs, Protocol, ServiceConf, SvcKey, TunCsum, TunType};
-use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_dataplane::Engine;
+use rvs_packet::driver;
 use rvs_xdp::{XdpEngine, XdpMode, XdpOptions};
-use std::net::SocketAddr;
 
-fn usage() -> ! {
-    eprintln!("usage: rvs-xdp-lvs --interface IF --vip ADDR:PORT --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]");
-    std::process::exit(2)
-}
+const USAGE: &str = "usage: rvs-xdp-lvs --interface IF --vip ADDR:PORT --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]";
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let (mut iface, mut vip, mut rs, mut method) = (None, None, Vec::new(), FwdMethod::Route);
-    let (mut proto, mut sched, mut persist, mut dump, mut nft) =
-        (Protocol::Tcp, "rr".to_string(), None, None, true);
-    let (mut tun_type, mut tun_port, mut tun_csum) = (TunType::Ipip, 0u16, TunCsum::NoCsum);
     let mut queues: Option<u32> = None;
     let mut native = false;
-    while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| usage());
-        match a.as_str() {
-            "--interface" => iface = Some(val()),
-            "--vip" => vip = Some(val().parse::<SocketAddr>().unwrap_or_else(|_| usage())),
-            "--rs" => rs.push(val().parse::<SocketAddr>().unwrap_or_else(|_| usage())),
-            "--method" => {
-                method = match val().as_str() {
-                    "dr" => FwdMethod::Route,
-                    "nat" => FwdMethod::Masq,
-                    "tun" => FwdMethod::Tunnel,
-                    _ => usage(),
-                }
-            }
-            "--udp" => proto = Protocol::Udp,
-            "--sched" => sched = val(),
-            "--persistent" => persist = Some(val().parse::<u32>().unwrap_or_else(|_| usage())),
-            "--tun-type" => {
-                tun_type = match val().as_str() {
-                    "ipip" => TunType::Ipip,
-                    "gue" => TunType::Gue,
-                    "gre" => TunType::Gre,
-                    _ => usage(),
-                }
-            }
-            "--tun-port" => tun_port = val().parse().unwrap_or_else(|_| usage()),
-            "--tun-csum" => tun_csum = TunCsum::Csum,
-            "--dump" => dump = Some(val()),
-            "--no-nft" => nft = false,
-            "--queues" => queues = Some(val().parse().unwrap_or_else(|_| usage())),
-            "--native" => native = true,
-            _ => usage(),
+    let s = driver::setup(USAGE, |flag, val| match flag {
+        "--queues" => {
+            queues = val().parse().ok();
+            queues.is_some()
         }
-    }
-    let (Some(iface), Some(vip)) = (iface, vip) else {
-        usage()
-    };
-
-    let shared = Shared::new(Ipvs::new());
-    let key = SvcKey::Addr {
-        proto,
-        addr: vip.ip(),
-        port: vip.port(),
-    };
-    {
-        let now = shared.now();
-        let mut ipvs = shared.ipvs.lock();
-        let mut conf = ServiceConf::new(key, &sched);
-        if let Some(t) = persist {
-            conf = conf.persistent(t);
+        "--native" => {
+            native = true;
+            true
         }
-        ipvs.add_service(now, &conf).expect("add service");
-        for r in &rs {
-            let mut d = DestConf::new(r.ip(), r.port(), method, 1);
-            d.tun_type = tun_type;
-            d.tun_port = tun_port;
-            d.tun_flags = tun_csum;
-            ipvs.add_dest(now, &key, &d).expect("add dest");
-        }
-    }
-    let mut opts = XdpOptions::new(&iface);
-    opts.nft = nft;
+        _ => false,
+    });
+    let mut opts = XdpOptions::new(&s.iface);
+    opts.nft = s.nft;
     opts.queues = queues;
     if native {
         opts.mode = XdpMode::Native;
     }
-    let engine = XdpEngine::new(shared.clone(), opts).unwrap_or_else(|e| {
-        eprintln!("rvs-xdp-lvs: cannot start the AF_XDP engine on {iface}: {e}");
+    let engine = XdpEngine::new(s.shared.clone(), opts).unwrap_or_else(|e| {
+        eprintln!(
+            "rvs-xdp-lvs: cannot start the AF_XDP engine on {}: {e}",
+            s.iface
+        );
         std::process::exit(1)
     });
-    engine.reconcile(&[ListenKey { proto, addr: vip }]);
+    engine.reconcile(&[s.listen]);
     eprintln!(
-        "rvs-xdp-lvs: serving {proto} {vip} on {iface} ({} queue(s))",
+        "rvs-xdp-lvs: serving {} {} on {} ({} queue(s))",
+        s.listen.proto,
+        s.listen.addr,
+        s.iface,
         engine.queues()
     );
-    rvs_packet::driver::serve(
+    driver::serve(
         "rvs-xdp-lvs",
-        &shared,
+        &s.shared,
         &engine,
         engine.stats(),
-        key,
-        dump.as_deref(),
+        s.key,
+        s.dump.as_deref(),
     );
 }
