@@ -233,6 +233,13 @@ http {{
         });
     }
 
+    /// True if `addr` is configured on `node`'s eth0 (e.g. the VIP on a
+    /// director).
+    pub fn has_addr(&self, node: &str, addr: &str) -> bool {
+        self.sh(node, "ip -4 addr show dev eth0")
+            .contains(&format!("inet {addr}/"))
+    }
+
     /// `curl -s` from the client; returns the trimmed body, None on failure.
     pub fn curl(&self, url: &str) -> Option<String> {
         let o = self.exec("client", &["curl", "-s", "-m", "3", url]);

@@ -39,8 +39,6 @@ struct Running {
     drivers: HashMap<ServiceKey, Driver>,
     /// The last successfully applied configuration.
     config: Option<rvs_config::Config>,
-    reloads: u64,
-    last_reload_ok: bool,
 }
 
 /// The keepalived-configuration side of rvsd.
@@ -78,10 +76,7 @@ impl Runtime {
             path,
             opts,
             actions: tx,
-            running: Mutex::new(Running {
-                last_reload_ok: true,
-                ..Running::default()
-            }),
+            running: Mutex::new(Running::default()),
         });
         tokio::spawn(apply_actions(rt.clone(), rx));
         rt.apply(&loaded.config);
@@ -121,9 +116,6 @@ impl Runtime {
     }
 
     fn note_reload(&self, ok: bool) {
-        let mut r = self.running.lock();
-        r.reloads += 1;
-        r.last_reload_ok = ok;
         use std::sync::atomic::Ordering;
         self.daemon.reloads.fetch_add(1, Ordering::Relaxed);
         self.daemon.last_reload_ok.store(ok, Ordering::Relaxed);
@@ -138,12 +130,6 @@ impl Runtime {
                 )
             },
         );
-    }
-
-    /// (reload count, last reload succeeded)
-    pub fn reload_stats(&self) -> (u64, bool) {
-        let r = self.running.lock();
-        (r.reloads, r.last_reload_ok)
     }
 
     /// Health-check status of every service, for `rvsadm --checks`.

@@ -31,8 +31,7 @@ fn conf(state: &str, prio: u8, track: bool) -> String {
 }
 
 fn has_vip(lab: &Lab, node: &str) -> bool {
-    lab.sh(node, "ip -4 addr show dev eth0")
-        .contains(&format!("inet {VIP}/"))
+    lab.has_addr(node, VIP)
 }
 
 #[test]

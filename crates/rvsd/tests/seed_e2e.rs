@@ -47,8 +47,7 @@ fn adm(sock: &Path, line: &str) -> (i32, String) {
 }
 
 fn has_vip(lab: &Lab, node: &str) -> bool {
-    lab.sh(node, "ip -4 addr show dev eth0")
-        .contains(&format!("inet {VIP}/"))
+    lab.has_addr(node, VIP)
 }
 
 fn lists_rs(sock: &Path, rs: &str) -> bool {
