@@ -163,7 +163,10 @@ pub fn realserver_setup_on(
     // Save the previous sysctl values once (a second setup keeps the first).
     let keys = sysctl_keys(tun_dev);
     let sf = state_file(&vip);
-    if !sf.exists() {
+    // A saved state is ours only if the VIP is still set up here; otherwise
+    // it is left over from a namespace that went away (inode numbers are
+    // reused), so save the current values afresh.
+    if !sf.exists() || !has_addr("lo", &vip) {
         let mut s = String::new();
         for (k, _) in &keys {
             if let Some(v) = sysctl_get(k) {
