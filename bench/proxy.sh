@@ -16,7 +16,7 @@ cleanup() { $LAB down $P >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 cargo build --release -q --bin rvsd --bin rvsadm
-RVSD=$PWD/target/release/rvsd; RVSADM=$PWD/target/release/rvsadm
+T_DIR=${CARGO_TARGET_DIR:-$PWD/target}; RVSD=$T_DIR/release/rvsd; RVSADM=$T_DIR/release/rvsadm
 
 $LAB up $P
 ip -n $P-lvs1 addr add $VIP/24 dev eth0
@@ -52,6 +52,8 @@ backend be
 HAP
 ip netns exec $P-lvs1 haproxy -D -f "$work/haproxy.cfg" -p "$work/haproxy.pid"
 ip netns exec $P-lvs1 "$RVSD" --socket "$work/rvsd.sock" >"$work/rvsd.log" 2>&1 &
+RVSD_PID=$!
+HAP_PID=$(cat "$work/haproxy.pid")
 export RVS_SOCKET=$work/rvsd.sock
 for i in $(seq 100); do "$RVSADM" -Ln >/dev/null 2>&1 && break; sleep 0.05; done
 "$RVSADM" -A -t $VIP:80 -s rr
@@ -61,34 +63,49 @@ for url in http://198.18.0.21/ http://198.18.0.11/ http://$VIP/; do
   for i in $(seq 100); do ip netns exec $P-client curl -s -m 1 -o /dev/null "$url" && break; sleep 0.05; done
 done
 
-run() { # URL EXTRA... -> "rps p99ms"
-  local url=$1; shift
-  local out
+cpu_ticks() { # PID... -> user+system clock ticks of those processes
+  local t=0 p
+  for p in "$@"; do
+    [ -n "$p" ] && [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat)))
+  done
+  echo $t
+}
+
+run() { # PID URL EXTRA... -> "rps p99ms cpu_us_per_request"
+  local pid=$1 url=$2; shift 2
+  local out c0 c1
+  c0=$(cpu_ticks $pid)
   out=$(ip netns exec $P-client wrk -t"$T" -c"$C" -d"${D}s" --latency "$@" "$url" 2>&1)
-  local rps p99
+  c1=$(cpu_ticks $pid)
+  local rps p99 reqs
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
-  echo "${rps:-0} ${p99:-0}"
+  local cpu=0
+  [ -n "$pid" ] && [ "${reqs:-0}" -gt 0 ] && cpu=$(awk -v t=$((c1 - c0)) -v r="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t * 1e6 / hz / r}')
+  echo "${rps:-0} ${p99:-0} $cpu"
 }
 
 declare -A R
 for mode in keepalive close; do
   extra=(); [ $mode = close ] && extra=(-H "Connection: close")
-  R[nginx-$mode]=$(run http://198.18.0.21/ "${extra[@]}")
-  R[haproxy-$mode]=$(run http://198.18.0.11/ "${extra[@]}")
-  R[rvs-$mode]=$(run http://$VIP/ "${extra[@]}")
+  R[nginx-$mode]=$(run "" http://198.18.0.21/ "${extra[@]}")
+  R[haproxy-$mode]=$(run "$HAP_PID" http://198.18.0.11/ "${extra[@]}")
+  R[rvs-$mode]=$(run "$RVSD_PID" http://$VIP/ "${extra[@]}")
 done
 
 echo
 echo "proxy benchmark: wrk -t$T -c$C -d${D}s, $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'))"
-printf '%-14s %14s %10s %14s %10s\n' "" "keep-alive r/s" "p99 ms" "close r/s" "p99 ms"
+echo "(cpu us/req: user+system CPU time of the proxy process per request, from /proc/PID/stat)"
+printf '%-14s %14s %10s %12s %14s %10s %12s\n' "" "keep-alive r/s" "p99 ms" "cpu us/req" "close r/s" "p99 ms" "cpu us/req"
 for who in nginx haproxy rvs; do
-  read -r a b <<<"${R[$who-keepalive]}"; read -r c d <<<"${R[$who-close]}"
-  printf '%-14s %14.0f %10.2f %14.0f %10.2f\n' "$who" "$a" "$b" "$c" "$d"
+  read -r a b e <<<"${R[$who-keepalive]}"; read -r c d f <<<"${R[$who-close]}"
+  printf '%-14s %14.0f %10.2f %12.2f %14.0f %10.2f %12.2f\n' "$who" "$a" "$b" "$e" "$c" "$d" "$f"
 done
-read -r hk hkp <<<"${R[haproxy-keepalive]}"; read -r hc hcp <<<"${R[haproxy-close]}"
-read -r rk rkp <<<"${R[rvs-keepalive]}"; read -r rc rcp <<<"${R[rvs-close]}"
-awk -v rk="$rk" -v hk="$hk" -v rc="$rc" -v hc="$hc" -v rkp="$rkp" -v hkp="$hkp" -v rcp="$rcp" -v hcp="$hcp" 'BEGIN {
-  printf "%-14s %14.2f %10.2f %14.2f %10.2f\n", "rvs/haproxy", (hk>0?rk/hk:0), (hkp>0?rkp/hkp:0), (hc>0?rc/hc:0), (hcp>0?rcp/hcp:0) }'
+read -r hk hkp hku <<<"${R[haproxy-keepalive]}"; read -r hc hcp hcu <<<"${R[haproxy-close]}"
+read -r rk rkp rku <<<"${R[rvs-keepalive]}"; read -r rc rcp rcu <<<"${R[rvs-close]}"
+awk -v rk="$rk" -v hk="$hk" -v rc="$rc" -v hc="$hc" -v rkp="$rkp" -v hkp="$hkp" -v rcp="$rcp" -v hcp="$hcp" \
+    -v rku="$rku" -v hku="$hku" -v rcu="$rcu" -v hcu="$hcu" 'BEGIN {
+  printf "%-14s %14.2f %10.2f %12.2f %14.2f %10.2f %12.2f\n", "rvs/haproxy", (hk>0?rk/hk:0), (hkp>0?rkp/hkp:0), (hku>0?rku/hku:0), (hc>0?rc/hc:0), (hcp>0?rcp/hcp:0), (hcu>0?rcu/hcu:0) }'
 echo
 "$RVSADM" -Ln --stats

@@ -350,12 +350,12 @@ async fn serve_tcp(
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
     }
-    let rep = Arc::new(TcpReporter {
+    let rep = TcpReporter {
         shared: shared.clone(),
         client: peer,
         vip,
         dest,
-    });
+    };
     rep.report(Dir::In, TcpFlags::ACK, 0);
     let (idle_in, idle_fin) = {
         let (tcp, tcpfin, _) = shared.ipvs.lock().timeouts();
@@ -365,23 +365,18 @@ async fn serve_tcp(
         )
     };
     let nat = fwd == FwdMethod::Masq;
+    let act = Activity::new(idle_in, idle_fin);
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
-    let up = pump(cr, uw, opts.buffer_size, idle_in, idle_fin, {
-        let rep = rep.clone();
-        move |ev| match ev {
-            PumpEvent::Data(n) => rep.report(Dir::In, TcpFlags::ACK | TcpFlags::PSH, n),
-            PumpEvent::Eof => rep.report(Dir::In, TcpFlags::FIN | TcpFlags::ACK, 0),
-        }
+    let up = pump(cr, uw, opts.buffer_size, &act, |ev| match ev {
+        PumpEvent::Data(n) => rep.report(Dir::In, TcpFlags::ACK | TcpFlags::PSH, n),
+        PumpEvent::Eof => rep.report(Dir::In, TcpFlags::FIN | TcpFlags::ACK, 0),
     });
-    let down = pump(ur, cw, opts.buffer_size, idle_in, idle_fin, {
-        let rep = rep.clone();
-        move |ev| {
-            if nat {
-                match ev {
-                    PumpEvent::Data(n) => rep.report(Dir::Out, TcpFlags::ACK | TcpFlags::PSH, n),
-                    PumpEvent::Eof => rep.report(Dir::Out, TcpFlags::FIN | TcpFlags::ACK, 0),
-                }
+    let down = pump(ur, cw, opts.buffer_size, &act, |ev| {
+        if nat {
+            match ev {
+                PumpEvent::Data(n) => rep.report(Dir::Out, TcpFlags::ACK | TcpFlags::PSH, n),
+                PumpEvent::Eof => rep.report(Dir::Out, TcpFlags::FIN | TcpFlags::ACK, 0),
             }
         }
     });
@@ -406,13 +401,64 @@ enum PumpEvent {
     Eof,
 }
 
+/// When a relayed connection last carried data, in either direction.
+///
+/// An IPVS connection's timer is refreshed by every packet of either
+/// direction, so a long download keeps the connection alive although the
+/// client sends nothing the proxy can see. Both pumps share one `Activity`;
+/// each arms one timer that is re-armed only when it fires (not per read).
+/// Once either side has sent FIN the idle limit drops to the FIN timeout
+/// (`--set`'s tcpfin), as the IPVS entry moves to FIN_WAIT / CLOSE_WAIT.
+struct Activity {
+    base: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+    fin: std::sync::atomic::AtomicBool,
+    idle: Duration,
+    idle_fin: Duration,
+}
+
+impl Activity {
+    fn new(idle: Duration, idle_fin: Duration) -> Self {
+        Activity {
+            base: tokio::time::Instant::now(),
+            last_ms: Default::default(),
+            fin: Default::default(),
+            idle,
+            idle_fin,
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn saw_fin(&self) {
+        self.fin.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// When the connection counts as idle if nothing happens before.
+    fn deadline(&self) -> tokio::time::Instant {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        let limit = if self.fin.load(std::sync::atomic::Ordering::Relaxed) {
+            self.idle_fin
+        } else {
+            self.idle
+        };
+        self.base + last + limit
+    }
+}
+
 /// Copy one direction; half-close the writer on EOF.
+///
+/// The buffer is allocated once and not zeroed (`read_buf` fills its spare
+/// capacity).
 async fn pump<R, W, F>(
     mut r: R,
     mut w: W,
     bufsize: usize,
-    idle: Duration,
-    _idle_fin: Duration,
+    act: &Activity,
     mut on: F,
 ) -> io::Result<()>
 where
@@ -420,17 +466,30 @@ where
     W: tokio::io::AsyncWrite + Unpin,
     F: FnMut(PumpEvent),
 {
-    let mut buf = vec![0u8; bufsize];
+    let mut buf: Vec<u8> = Vec::with_capacity(bufsize.max(1024));
+    let timer = tokio::time::sleep_until(act.deadline());
+    tokio::pin!(timer);
     loop {
-        let n = match tokio::time::timeout(idle, r.read(&mut buf)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        buf.clear();
+        let n = tokio::select! {
+            biased;
+            r = r.read_buf(&mut buf) => r?,
+            _ = &mut timer => {
+                let deadline = act.deadline();
+                if deadline > tokio::time::Instant::now() {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+                return Err(io::ErrorKind::TimedOut.into());
+            }
         };
         if n == 0 {
+            act.saw_fin();
             on(PumpEvent::Eof);
             let _ = w.shutdown().await;
             return Ok(());
         }
+        act.touch();
         on(PumpEvent::Data(n));
         w.write_all(&buf[..n]).await?;
     }

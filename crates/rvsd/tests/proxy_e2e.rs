@@ -385,3 +385,112 @@ fn descriptor_exhaustion_applies_back_pressure_and_recovers() {
     assert_eq!(back.as_deref(), Some("a"), "{}", d.log());
     assert!(d.child_alive(), "rvsd died: {}", d.log());
 }
+
+fn drop_count(d: &Rvsd, reason: &str) -> u64 {
+    let (_, body) = d.client().request("GET", "/v1/drops", b"").expect("drops");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("drops json");
+    v[reason].as_u64().unwrap_or(0)
+}
+
+/// One virtual service on a free port whose only real server (127.0.0.2)
+/// runs `serve` on each accepted connection; tcp timeout 1 s.
+fn idle_setup(serve: fn(std::net::TcpStream)) -> (Rvsd, u16) {
+    let d = Rvsd::start(&[]);
+    d.call(Command::SetTimeouts {
+        timeouts: Timeouts {
+            tcp: 1,
+            tcpfin: 1,
+            udp: 0,
+        },
+    });
+    let port = free_port();
+    let l = std::net::TcpListener::bind(("127.0.0.2", port)).expect("bind backend");
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    d.call(Command::AddService {
+        spec: spec(port, "rr", None),
+    });
+    d.call(Command::AddDest {
+        service: key(port),
+        dest: dest(
+            SocketAddr::new("127.0.0.2".parse().unwrap(), port),
+            FwdMethod::Masq,
+            1,
+        ),
+    });
+    let up = wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(vip(port)).ok()
+    });
+    assert!(up.is_some(), "virtual service never listened: {}", d.log());
+    (d, port)
+}
+
+#[test]
+fn idle_connection_is_closed_after_the_tcp_timeout() {
+    use std::io::Read;
+    // The real server never says anything: the relay is idle both ways and
+    // must be closed after the tcp timeout (1 s), counted as idle_timeout.
+    let (d, port) = idle_setup(|s| {
+        let mut s = s;
+        let mut b = [0u8; 16];
+        let _ = s.read(&mut b);
+    });
+    let before = drop_count(&d, "idle_timeout");
+    let mut c = std::net::TcpStream::connect(vip(port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut b = [0u8; 16];
+    let n = c.read(&mut b);
+    assert!(
+        matches!(n, Ok(0))
+            || matches!(&n, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected the proxy to close the idle connection, got {n:?}"
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "closed after {took:?}, the tcp timeout is 1 s"
+    );
+    let counted = wait_for(Duration::from_secs(5), || {
+        (drop_count(&d, "idle_timeout") > before).then_some(())
+    });
+    assert!(counted.is_some(), "idle_timeout not counted: {}", d.log());
+}
+
+#[test]
+fn one_way_stream_outlives_the_tcp_timeout() {
+    use std::io::{Read, Write};
+    // A download: the real server sends a chunk every 300 ms for 2.4 s while
+    // the client sends nothing after its request. IPVS refreshes a connection
+    // on packets of either direction, so the relay must not time the quiet
+    // client->server direction out after the 1 s tcp timeout.
+    let (d, port) = idle_setup(|s| {
+        let mut s = s;
+        for _ in 0..8 {
+            if s.write_all(b"chunk\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let mut c = std::net::TcpStream::connect(vip(port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while got.len() < 48 {
+        match c.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    assert_eq!(
+        got.len(),
+        48,
+        "stream cut short: {:?}\n{}",
+        String::from_utf8_lossy(&got),
+        d.log()
+    );
+}
