@@ -438,7 +438,7 @@ fn vs_one(a: SocketAddr, c: CheckerConfig, weight: u32) -> VirtualServerConfig {
     let mut r = RealServerConfig::new(a);
     r.weight = weight;
     r.checkers = vec![c];
-    let mut v = VirtualServerConfig::new("[10.9.9.9]:tcp:80");
+    let mut v = VirtualServerConfig::new("[198.18.9.9]:tcp:80");
     v.real_servers = vec![r];
     v
 }
