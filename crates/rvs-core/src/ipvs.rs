@@ -67,6 +67,8 @@ pub struct Ipvs {
     /// handle_timeout_budget ran out of budget at this time.
     timeout_pending: Option<Time>,
     seed: u64,
+    /// Bumped by every change to services and destinations.
+    config_gen: u64,
 }
 
 impl Default for Ipvs {
@@ -302,6 +304,7 @@ impl Ipvs {
             conn_tab_bits: CONN_TAB_BITS,
             timeout_pending: None,
             seed,
+            config_gen: 0,
         }
     }
 
@@ -348,6 +351,7 @@ impl Ipvs {
 
     /// ipvsadm -A.
     pub fn add_service(&mut self, now: Time, conf: &ServiceConf) -> Result<(), Error> {
+        self.config_gen += 1;
         let _ = now;
         if self.svc_map.contains_key(&conf.key) {
             return Err(Error::ServiceExists);
@@ -394,6 +398,7 @@ impl Ipvs {
 
     /// ipvsadm -E (the key identifies the service).
     pub fn edit_service(&mut self, now: Time, conf: &ServiceConf) -> Result<(), Error> {
+        self.config_gen += 1;
         let _ = now;
         let id = self.svc_id(&conf.key).ok_or(Error::NoSuchService)?;
         let sched_name = normalize_sched(&conf.scheduler)?;
@@ -417,6 +422,7 @@ impl Ipvs {
 
     /// ipvsadm -D.
     pub fn del_service(&mut self, now: Time, key: &SvcKey) -> Result<(), Error> {
+        self.config_gen += 1;
         let id = self.svc_id(key).ok_or(Error::NoSuchService)?;
         self.remove_service(now, id);
         if self.sysctl.expire_nodest_conn {
@@ -461,6 +467,7 @@ impl Ipvs {
     /// ipvsadm -C: delete every service (destinations go to the trash,
     /// connections live on until they expire).
     pub fn flush(&mut self, now: Time) {
+        self.config_gen += 1;
         let ids: Vec<u32> = self.svc_map.values().copied().collect();
         for id in ids {
             self.remove_service(now, id);
@@ -479,6 +486,7 @@ impl Ipvs {
 
     /// ipvsadm -a.
     pub fn add_dest(&mut self, now: Time, svc_key: &SvcKey, dc: &DestConf) -> Result<(), Error> {
+        self.config_gen += 1;
         let _ = now;
         let sid = self.svc_id(svc_key).ok_or(Error::NoSuchService)?;
         validate_dest(svc_key, dc)?;
@@ -557,6 +565,7 @@ impl Ipvs {
 
     /// ipvsadm -e.
     pub fn edit_dest(&mut self, now: Time, svc_key: &SvcKey, dc: &DestConf) -> Result<(), Error> {
+        self.config_gen += 1;
         let _ = now;
         let sid = self.svc_id(svc_key).ok_or(Error::NoSuchService)?;
         validate_dest(svc_key, dc)?;
@@ -576,6 +585,7 @@ impl Ipvs {
         addr: IpAddr,
         port: u16,
     ) -> Result<(), Error> {
+        self.config_gen += 1;
         let sid = self.svc_id(svc_key).ok_or(Error::NoSuchService)?;
         let svc = self.svc(sid).ok_or(Error::NoSuchService)?;
         let (pos, did) = self
@@ -623,6 +633,7 @@ impl Ipvs {
 
     /// ipvsadm --set tcp tcpfin udp (seconds; 0 = unchanged).
     pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), Error> {
+        self.config_gen += 1;
         for (name, v) in [("tcp", tcp), ("tcpfin", tcpfin), ("udp", udp)] {
             if v > MAX_TIMEOUT {
                 return Err(Error::Inval(format!("{name} timeout {v} out of range")));
@@ -1024,6 +1035,115 @@ impl Ipvs {
             }
             Dir::Out => self.packet_out(now, idx, &pkt),
         }
+    }
+
+    /// Changes whenever a service or destination is added, edited or
+    /// removed (and on flush / new timeouts). A data-path flow cache that
+    /// forwards on remembered verdicts drops them when this moves, so a
+    /// deleted or edited destination takes effect at once.
+    pub fn config_gen(&self) -> u64 {
+        self.config_gen
+    }
+
+    /// Whether further packets of `conn` in direction `dir` that carry no
+    /// state-changing content (TCP: none of SYN, FIN, RST; UDP: any) leave
+    /// the entry as it is: TCP in ESTABLISHED (and, for `Dir::Out`, after the
+    /// first reply was seen), any UDP entry. Only such packets may be
+    /// forwarded by a per-thread flow cache and reported later in bulk with
+    /// [`Ipvs::account_conn`].
+    pub fn conn_is_steady(&self, conn: ConnRef, dir: Dir) -> bool {
+        let Some(c) = self
+            .conns
+            .get(conn.idx)
+            .filter(|c| c.gen == conn.gen && !c.is_template())
+        else {
+            return false;
+        };
+        if c.flags & F_ONE_PACKET != 0 {
+            return false;
+        }
+        match c.proto {
+            6 => {
+                c.state == proto::TCP_ESTABLISHED && !(dir == Dir::Out && c.flags & F_NOOUTPUT != 0)
+            }
+            17 => true,
+            _ => false,
+        }
+    }
+
+    /// Bulk form of [`Ipvs::process_conn`] for `pkts` packets (`bytes` in
+    /// all) of a steady connection ([`Ipvs::conn_is_steady`]) that the data
+    /// path forwarded from its flow cache, the last one at `now`: the same
+    /// counters (dest, service, total; the entry's in_pkts), the same
+    /// re-evaluation of the state's timeout and the same timer re-arm as
+    /// that many ACK packets through [`Ipvs::process`]. Returns false when
+    /// the handle is stale, the entry expired, or (inbound) its destination
+    /// is no longer available (with expire_nodest_conn the entry is then
+    /// expired, as `ip_vs_in` would): the caller must forget the flow and
+    /// send its next packet through [`Ipvs::process`].
+    pub fn account_conn(
+        &mut self,
+        now: Time,
+        conn: ConnRef,
+        dir: Dir,
+        pkts: u32,
+        bytes: u64,
+    ) -> bool {
+        if !self.conn_is_steady(conn, dir) {
+            return false;
+        }
+        let Some(idx) = self.check_expired(now, conn.idx) else {
+            return false;
+        };
+        let secure = self.sysctl.secure_tcp;
+        let Ipvs {
+            conns,
+            dests,
+            svcs,
+            total,
+            tcp_timeouts,
+            udp_timeout,
+            ..
+        } = self;
+        let Some(c) = conns.get_mut(idx) else {
+            return false;
+        };
+        let mut d = dests.get_mut(c.dest);
+        let available = d.as_deref().is_some_and(|d| d.available);
+        if dir == Dir::In && c.dest != NIL && !available {
+            if self.sysctl.expire_nodest_conn {
+                self.expire_entry(now, idx, false);
+            }
+            return false;
+        }
+        if let Some(d) = d.as_deref_mut().filter(|d| d.available) {
+            let bump = |s: &mut Stats| {
+                if dir == Dir::In {
+                    s.inpkts = s.inpkts.wrapping_add(pkts as u64);
+                    s.inbytes = s.inbytes.wrapping_add(bytes);
+                } else {
+                    s.outpkts = s.outpkts.wrapping_add(pkts as u64);
+                    s.outbytes = s.outbytes.wrapping_add(bytes);
+                }
+            };
+            bump(&mut d.stats);
+            if let Some(s) = d
+                .svc
+                .and_then(|sid| svcs.get_mut(sid as usize))
+                .and_then(|s| s.as_mut())
+            {
+                bump(&mut s.stats);
+            }
+            bump(total);
+        }
+        // ESTABLISHED + ACK stays ESTABLISHED (every table); this refreshes
+        // the state's timeout exactly as those packets would have.
+        let _ = transition(c, d, dir, TcpFlags::ACK, secure, tcp_timeouts, *udp_timeout);
+        if dir == Dir::In {
+            c.in_pkts = c.in_pkts.wrapping_add(pkts);
+        }
+        self.conn_put(now, idx);
+        true
     }
 
     fn process_out(&mut self, now: Time, pkt: &Packet) -> Verdict {

@@ -1527,3 +1527,122 @@ fn sync_due_follows_threshold_and_state_changes() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------
+// Flow-cache support: conn_is_steady / account_conn / config_gen
+
+fn est(v: &mut Ipvs, now: Time, cport: u16) -> ConnRef {
+    let syn = v.process(now, &pkt("198.18.1.1", cport, TcpFlags::SYN, Dir::In), &[]);
+    let Verdict::Forward { conn, .. } = syn else {
+        panic!("{syn:?}")
+    };
+    assert!(!v.conn_is_steady(conn, Dir::In), "SYN_RECV is not steady");
+    v.process(now, &pkt("198.18.1.1", cport, TcpFlags::ACK, Dir::In), &[]);
+    conn
+}
+
+#[test]
+fn account_conn_equals_that_many_ack_packets() {
+    for fwd in [FwdMethod::Route, FwdMethod::Masq] {
+        let mut a = setup("rr", &[(A, 1), (B, 1)], fwd);
+        let mut b = setup("rr", &[(A, 1), (B, 1)], fwd);
+        let ca = est(&mut a, Time::ZERO, 4000);
+        let cb = est(&mut b, Time::ZERO, 4000);
+        assert!(a.conn_is_steady(ca, Dir::In));
+        let t = Time::from_millis(7_500);
+        for _ in 0..5 {
+            let mut p = pkt("198.18.1.1", 4000, TcpFlags::ACK | TcpFlags::PSH, Dir::In);
+            p.len = 100;
+            a.process(t, &p, &[]);
+        }
+        assert!(b.account_conn(t, cb, Dir::In, 5, 500));
+        let sa_ = a.service(&tcp_key()).unwrap();
+        let sb = b.service(&tcp_key()).unwrap();
+        assert_eq!(sa_.stats(), sb.stats());
+        for (da, db) in sa_.dests().zip(sb.dests()) {
+            assert_eq!(da.stats(), db.stats());
+            assert_eq!(
+                (da.active_conns(), da.inact_conns()),
+                (db.active_conns(), db.inact_conns())
+            );
+        }
+        assert_eq!(a.total_stats(), b.total_stats());
+        assert_eq!(a.conn(t, ca), b.conn(t, cb), "same state and expiry");
+    }
+}
+
+#[test]
+fn replies_are_steady_for_nat_only() {
+    // DR/TUN entries carry NOOUTPUT (INPUT_ONLY rows) until a reply is
+    // seen, which would change the rows: not steady for Dir::Out.
+    let mut dr = setup("rr", &[(A, 1)], FwdMethod::Route);
+    let c = est(&mut dr, Time::ZERO, 4001);
+    assert!(dr.conn_is_steady(c, Dir::In));
+    assert!(!dr.conn_is_steady(c, Dir::Out));
+    let mut v = setup("rr", &[(A, 1)], FwdMethod::Masq);
+    let c = est(&mut v, Time::ZERO, 4001);
+    assert!(v.conn_is_steady(c, Dir::Out));
+    let reply = Packet {
+        fwmark: 0,
+        proto: Protocol::Tcp,
+        src: sa(A, 80),
+        dst: sa("198.18.1.1", 4001),
+        tcp_flags: TcpFlags::ACK,
+        len: 60,
+        dir: Dir::Out,
+    };
+    assert!(matches!(
+        v.process(Time::ZERO, &reply, &[]),
+        Verdict::Reply { .. }
+    ));
+    assert!(v.conn_is_steady(c, Dir::Out));
+    assert!(v.account_conn(Time::ZERO, c, Dir::Out, 3, 3000));
+    let s = v.service(&tcp_key()).unwrap().stats();
+    assert_eq!((s.outpkts, s.outbytes), (4, 3060));
+}
+
+#[test]
+fn account_conn_refuses_stale_expired_and_deleted_dest_entries() {
+    let mut v = setup("rr", &[(A, 1), (B, 1)], FwdMethod::Route);
+    let g0 = v.config_gen();
+    let c = est(&mut v, Time::ZERO, 4002);
+    // Expired: the ESTABLISHED timeout is 900 s.
+    assert!(!v.account_conn(Time::from_millis(901_000), c, Dir::In, 1, 60));
+    // Deleted destination: refused, and the generation moved.
+    let c = est(&mut v, Time::from_millis(902_000), 4003);
+    let d = v.conn(Time::from_millis(902_000), c).unwrap().daddr;
+    v.del_dest(Time::from_millis(902_000), &tcp_key(), d, 80)
+        .unwrap();
+    assert_ne!(v.config_gen(), g0);
+    assert!(!v.account_conn(Time::from_millis(902_001), c, Dir::In, 1, 60));
+    // A stale handle (the slot reused by another entry) is refused.
+    assert!(!v.account_conn(Time::ZERO, ConnRef::NONE, Dir::In, 1, 60));
+    // UDP entries are steady; one-packet ones never are (they have no handle).
+    let ukey = SvcKey::Addr {
+        proto: Protocol::Udp,
+        addr: ip(VIP),
+        port: 53,
+    };
+    v.add_service(Time::ZERO, &ServiceConf::new(ukey, "rr"))
+        .unwrap();
+    v.add_dest(
+        Time::ZERO,
+        &ukey,
+        &DestConf::new(ip(A), 53, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    let u = Packet {
+        fwmark: 0,
+        proto: Protocol::Udp,
+        src: sa("198.18.1.1", 5353),
+        dst: sa(VIP, 53),
+        tcp_flags: TcpFlags::default(),
+        len: 40,
+        dir: Dir::In,
+    };
+    let Verdict::Forward { conn, .. } = v.process(Time::from_millis(902_000), &u, &[]) else {
+        panic!()
+    };
+    assert!(v.conn_is_steady(conn, Dir::In));
+    assert!(v.account_conn(Time::from_millis(902_500), conn, Dir::In, 2, 80));
+}
