@@ -41,7 +41,7 @@
 
 use crate::{DropCounters, Engine, ListenKey, Shared};
 use parking_lot::Mutex;
-use rvs_core::{Dir, FwdMethod, Packet, Protocol, TcpFlags, Verdict};
+use rvs_core::{ConnRef, Dir, FwdMethod, Packet, Protocol, TcpFlags, Verdict};
 use socket2::{Domain, SockRef, Socket, Type};
 use std::collections::HashMap;
 use std::io;
@@ -244,31 +244,23 @@ async fn accept_loop(
     }
 }
 
-/// Reports relay events of one TCP connection to the table.
+/// Reports relay events of one TCP connection to the table, by the entry's
+/// handle (no tuple lookup; a stale handle — the entry expired or was
+/// flushed — is ignored, as IPVS ignores non-SYN packets without an entry).
 struct TcpReporter {
     shared: Arc<Shared>,
-    client: SocketAddr,
-    vip: SocketAddr,
-    dest: SocketAddr,
+    conn: ConnRef,
 }
 
 impl TcpReporter {
     fn report(&self, dir: Dir, flags: TcpFlags, payload: usize) {
-        let (src, dst) = match dir {
-            Dir::In => (self.client, self.vip),
-            Dir::Out => (self.dest, self.client),
-        };
-        let pkt = Packet {
-            fwmark: 0,
-            proto: Protocol::Tcp,
-            src,
-            dst,
-            tcp_flags: flags,
-            len: (payload + 40).min(u32::MAX as usize) as u32,
-            dir,
-        };
+        let len = (payload + 40).min(u32::MAX as usize) as u32;
         let now = self.shared.now();
-        let _ = self.shared.ipvs.lock().process(now, &pkt, &[]);
+        let _ = self
+            .shared
+            .ipvs
+            .lock()
+            .process_conn(now, self.conn, dir, flags, len);
     }
 }
 
@@ -290,7 +282,7 @@ async fn connect_upstream(
     opts: &ProxyOptions,
     client: SocketAddr,
     vip: SocketAddr,
-) -> Option<(TcpStream, SocketAddr, FwdMethod)> {
+) -> Option<(TcpStream, ConnRef, FwdMethod)> {
     let mut exclude: Vec<(IpAddr, u16)> = Vec::new();
     for _ in 0..opts.max_attempts.max(1) {
         let verdict = {
@@ -298,8 +290,10 @@ async fn connect_upstream(
             let mut t = shared.ipvs.lock();
             t.process(now, &syn_packet(client, vip, TcpFlags::SYN), &exclude)
         };
-        let (dest, fwd) = match verdict {
-            Verdict::Forward { dest, fwd, .. } => (dest, fwd),
+        let (dest, fwd, conn) = match verdict {
+            Verdict::Forward {
+                dest, fwd, conn, ..
+            } => (dest, fwd, conn),
             Verdict::NoDest => {
                 DropCounters::inc(&shared.drops.no_dest);
                 return None;
@@ -314,7 +308,7 @@ async fn connect_upstream(
             }
         };
         match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(dest)).await {
-            Ok(Ok(s)) => return Some((s, dest, fwd)),
+            Ok(Ok(s)) => return Some((s, conn, fwd)),
             Ok(Err(e)) => debug!(%dest, error = %e, "proxy: connect failed"),
             Err(_) => debug!(%dest, "proxy: connect timed out"),
         }
@@ -341,7 +335,7 @@ async fn serve_tcp(
         Ok(a) => a,
         Err(_) => return,
     };
-    let Some((upstream, dest, fwd)) = connect_upstream(&shared, &opts, peer, vip).await else {
+    let Some((upstream, conn, fwd)) = connect_upstream(&shared, &opts, peer, vip).await else {
         // Close with RST, as the client would see from a dead service.
         let _ = SockRef::from(&client).set_linger(Some(Duration::ZERO));
         return;
@@ -352,9 +346,7 @@ async fn serve_tcp(
     }
     let rep = TcpReporter {
         shared: shared.clone(),
-        client: peer,
-        vip,
-        dest,
+        conn,
     };
     rep.report(Dir::In, TcpFlags::ACK, 0);
     let (idle_in, idle_fin) = {
