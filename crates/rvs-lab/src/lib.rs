@@ -7,7 +7,10 @@
 //! started and deletes the namespaces, even when the test panics. Each test
 //! uses its own prefix so tests run in parallel.
 //!
-//! Only addresses from 198.18.0.0/15 are used.
+//! Only addresses from 198.18.0.0/15 are used, and for IPv6 ([`v6`]) only
+//! 2001:2::/48.
+
+pub mod v6;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

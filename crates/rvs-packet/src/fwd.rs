@@ -85,6 +85,38 @@ pub struct IcmpError {
     pub dst_mac: Mac,
 }
 
+/// An ICMPv6 error (destination unreachable, packet too big, time
+/// exceeded, parameter problem: every type below 128, as
+/// `ip_vs_in_icmp_v6` / `ip_vs_out_icmp_v6` take them) quoting a
+/// TCP/UDP/SCTP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError6 {
+    /// Outer source.
+    pub src: Ipv6Addr,
+    /// Outer destination.
+    pub dst: Ipv6Addr,
+    /// ICMPv6 type.
+    pub msg_type: u8,
+    /// ICMPv6 code.
+    pub code: u8,
+    /// Protocol of the quoted packet.
+    pub inner_proto: Protocol,
+    /// Source of the quoted packet.
+    pub inner_src: SocketAddrV6,
+    /// Destination of the quoted packet.
+    pub inner_dst: SocketAddrV6,
+    /// Outer IPv6 packet length (40 + payload length).
+    pub l3_len: u32,
+    /// Offset of the outer IPv6 header.
+    pub l3: usize,
+    /// Offset of the ICMPv6 header.
+    pub icmp: usize,
+    /// Offset of the quoted transport header (its ports).
+    pub inner_l4: usize,
+    /// Destination MAC of the frame.
+    pub dst_mac: Mac,
+}
+
 /// What a received frame is, as far as the engine cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Classified {
@@ -94,6 +126,8 @@ pub enum Classified {
     Flow(Flow),
     /// A related ICMP error.
     IcmpError(IcmpError),
+    /// A related ICMPv6 error.
+    IcmpError6(IcmpError6),
     /// TCP, UDP or SCTP over IPv6 (not a fragment).
     Flow6(Flow6),
     /// A neighbour solicitation / advertisement telling `ip` is at `mac`.
@@ -191,7 +225,7 @@ fn classify_ipv6(dst_mac: Mac, l3b: &[u8]) -> Classified {
         ip_proto::TCP => Protocol::Tcp,
         ip_proto::UDP => Protocol::Udp,
         ip_proto::SCTP => Protocol::Sctp,
-        ip_proto::ICMPV6 => return classify_nd(ip.src_addr(), l4b),
+        ip_proto::ICMPV6 => return classify_icmp6(dst_mac, &ip, up.offset, l4b),
         _ => return Classified::Other,
     };
     let (sp, dp, flags) = match l4_info(proto, l4b) {
@@ -206,6 +240,56 @@ fn classify_ipv6(dst_mac: Mac, l3b: &[u8]) -> Classified {
         l3_len: pkt.len() as u32,
         l3: ETH_LEN,
         l4: ETH_LEN + up.offset,
+        dst_mac,
+    })
+}
+
+/// ICMPv6: neighbour discovery, or an error quoting a TCP/UDP/SCTP packet
+/// (the checksum is verified, as `ip_vs_in_icmp_v6` does; informational
+/// messages and errors quoting a non-first fragment are not ours).
+fn classify_icmp6(dst_mac: Mac, ip: &ipv6::Packet<&[u8]>, off: usize, b: &[u8]) -> Classified {
+    let Ok(p) = icmpv6::Packet::new_checked(b) else {
+        return Classified::Other;
+    };
+    match p.msg_type() {
+        icmpv6::msg_type::NEIGHBOR_SOLICIT | icmpv6::msg_type::NEIGHBOR_ADVERT => {
+            return classify_nd(ip.src_addr(), b)
+        }
+        t if t & 0x80 == 0 => {}
+        _ => return Classified::Other,
+    }
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if !p.verify_checksum(&src, &dst) {
+        return Classified::Malformed(Error::Checksum);
+    }
+    let Ok(inner) = p.embedded() else {
+        return Classified::Other;
+    };
+    let Ok(up) = inner.upper_layer() else {
+        return Classified::Other;
+    };
+    if !up.has_header() {
+        return Classified::Other;
+    }
+    let Some(inner_proto) = Protocol::from_number(up.protocol) else {
+        return Classified::Other;
+    };
+    let Some((sp, dp)) = inner.packet().get(up.offset..).and_then(ports) else {
+        return Classified::Other;
+    };
+    let icmp = ETH_LEN + off;
+    Classified::IcmpError6(IcmpError6 {
+        src,
+        dst,
+        msg_type: p.msg_type(),
+        code: p.code(),
+        inner_proto,
+        inner_src: SocketAddrV6::new(inner.src_addr(), sp, 0, 0),
+        inner_dst: SocketAddrV6::new(inner.dst_addr(), dp, 0, 0),
+        l3_len: ip.packet().len() as u32,
+        l3: ETH_LEN,
+        icmp,
+        inner_l4: icmp + icmpv6::HEADER_LEN + up.offset,
         dst_mac,
     })
 }
@@ -281,6 +365,99 @@ pub fn nat6_in(frame: &mut [u8], flow: &Flow6, to: SocketAddrV6) -> Result<(), F
 /// NAT reply for IPv6: source := virtual service `from`, hop limit − 1.
 pub fn nat6_out(frame: &mut [u8], flow: &Flow6, from: SocketAddrV6) -> Result<(), Fail> {
     nat6(frame, flow, true, from)
+}
+
+/// `ip_vs_nat_icmp_v6`: translate an ICMPv6 error of a NAT connection.
+///
+/// * `inbound` (client → VIP, quoting our reply VIP → client): outer
+///   destination, quoted source address and quoted source port become the
+///   real server's (`addr`).
+/// * outbound (real server → client, quoting client → real server): outer
+///   source, quoted destination address and port become the virtual
+///   service's (`addr`).
+///
+/// Hop limit − 1 (the packet is forwarded); the ICMPv6 checksum is
+/// recomputed over the new pseudo-header. The quoted transport checksum
+/// is left as it is, as the kernel does.
+pub fn nat_icmp6(
+    frame: &mut [u8],
+    e: &IcmpError6,
+    inbound: bool,
+    addr: SocketAddrV6,
+) -> Result<(), Fail> {
+    let end = e.l3 + e.l3_len as usize;
+    let (src, dst) = {
+        let mut ip = ipv6::Packet::new_checked(frame.get_mut(e.l3..).ok_or(Fail::Malformed)?)?;
+        ip.decrement_hop_limit().ok_or(Fail::TtlExceeded)?;
+        if inbound {
+            ip.set_dst_addr(*addr.ip());
+        } else {
+            ip.set_src_addr(*addr.ip());
+        }
+        (ip.src_addr(), ip.dst_addr())
+    };
+    {
+        let q = frame
+            .get_mut(e.icmp + icmpv6::HEADER_LEN..end)
+            .ok_or(Fail::Malformed)?;
+        let mut inner = ipv6::Packet::new_checked_header(q)?;
+        if inbound {
+            inner.set_src_addr(*addr.ip());
+        } else {
+            inner.set_dst_addr(*addr.ip());
+        }
+    }
+    if e.inner_l4 + 4 > end {
+        return Err(Fail::Malformed);
+    }
+    let p = frame
+        .get_mut(e.inner_l4..e.inner_l4 + 4)
+        .ok_or(Fail::Malformed)?;
+    let at = if inbound { 0 } else { 2 };
+    p[at..at + 2].copy_from_slice(&addr.port().to_be_bytes());
+    icmpv6::Packet::new_checked(frame.get_mut(e.icmp..end).ok_or(Fail::Malformed)?)?
+        .fill_checksum(&src, &dst);
+    Ok(())
+}
+
+/// Build an ICMPv6 error frame in `out` answering the IPv6 packet `orig`
+/// (from `src`, typically the VIP, to the original sender), like
+/// `icmpv6_send`: hop limit 64, traffic class 0, quoting as much of the
+/// original as fits in 1280 bytes.
+pub fn icmp6_error_frame(
+    out: &mut Vec<u8>,
+    macs: (Mac, Mac),
+    src: Ipv6Addr,
+    orig: &[u8],
+    msg_type: u8,
+    code: u8,
+    rest: u32,
+) -> Result<(), Fail> {
+    let o = ipv6::Packet::new_checked_header(orig)?;
+    let dst = o.src_addr();
+    let at = ETH_LEN + ipv6::HEADER_LEN;
+    out.clear();
+    out.resize(at + icmpv6::HEADER_LEN + icmpv6::MAX_QUOTE, 0);
+    let n = icmpv6::build_error(&mut out[at..], msg_type, code, rest, orig, &src, &dst)?;
+    out.truncate(at + n);
+    ethernet::Repr {
+        src_addr: macs.0,
+        dst_addr: macs.1,
+        vlan: None,
+        ethertype: ethertype::IPV6,
+    }
+    .emit(&mut Frame::new_unchecked(&mut out[..ETH_LEN]));
+    ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: ip_proto::ICMPV6,
+        payload_len: n,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(&mut ipv6::Packet::new_unchecked(&mut out[ETH_LEN..at]));
+    Ok(())
 }
 
 /// Solicited-node multicast address of `target` (RFC 4291 §2.7.1).
@@ -551,6 +728,56 @@ pub fn complete_l4_checksum6(frame: &mut [u8], fl: &Flow6) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Software GSO for TCP/IPv6 ([`segment_tcp`] for IPv6): the IPv6
+/// header and any extension headers are copied to every segment, the
+/// payload length adjusted; sequence numbers and flags as for IPv4.
+pub fn segment_tcp6(
+    frame: &[u8],
+    fl: &Flow6,
+    mtu: u16,
+    out: &mut Vec<Vec<u8>>,
+) -> Result<(), Fail> {
+    if fl.proto != Protocol::Tcp {
+        return Err(Fail::TooBig);
+    }
+    let end = fl.l3 + fl.l3_len as usize;
+    let t = tcp::Packet::new_checked(frame.get(fl.l4..end).ok_or(Fail::Malformed)?)?;
+    let thl = t.header_len();
+    let hdrs = fl.l4 + thl;
+    let l3h = hdrs
+        .checked_sub(fl.l3)
+        .filter(|h| *h >= ipv6::HEADER_LEN)
+        .ok_or(Fail::Malformed)?;
+    let mss = usize::from(mtu)
+        .checked_sub(l3h)
+        .filter(|m| *m >= 8)
+        .ok_or(Fail::Malformed)?;
+    let payload = frame.get(hdrs..end).ok_or(Fail::Malformed)?;
+    let (src, dst) = (IpAddr::V6(*fl.src.ip()), IpAddr::V6(*fl.dst.ip()));
+    let (seq0, flags) = (t.seq_number(), t.flags());
+    let n = payload.len().div_ceil(mss).max(1);
+    for (i, chunk) in payload.chunks(mss).enumerate() {
+        let mut seg = Vec::with_capacity(hdrs + chunk.len());
+        seg.extend_from_slice(&frame[..hdrs]);
+        seg.extend_from_slice(chunk);
+        let mut f = flags;
+        if i > 0 {
+            f &= !tcp::flags::CWR;
+        }
+        if i + 1 < n {
+            f &= !(tcp::flags::FIN | tcp::flags::PSH);
+        }
+        ipv6::Packet::new_unchecked(&mut seg[fl.l3..])
+            .set_payload_len((l3h - ipv6::HEADER_LEN + chunk.len()) as u16);
+        let mut st = tcp::Packet::new_unchecked(&mut seg[fl.l4..]);
+        st.set_seq_number(seq0.wrapping_add((i * mss) as u32));
+        st.set_header_len_and_flags(thl, f);
+        st.fill_checksum(&src, &dst);
+        out.push(seg);
+    }
+    Ok(())
+}
+
 /// Set source and destination MACs of an untagged frame.
 pub fn set_macs(frame: &mut [u8], src: Mac, dst: Mac) {
     if let Ok(mut f) = Frame::new_checked(frame) {
@@ -719,16 +946,11 @@ impl TunParams {
     /// Bytes of tunnel header between the outer IPv4 header and the inner
     /// packet.
     pub fn extra(&self) -> usize {
-        match self.kind {
-            TunType::Ipip => 0,
-            TunType::Gue => udp::HEADER_LEN + gue::HEADER_LEN,
-            TunType::Gre => gre::HEADER_LEN + if self.csum == TunCsum::Csum { 4 } else { 0 },
-        }
+        Tunnel::from(self).extra()
     }
     /// Largest inner packet that fits (`ip_vs_tunnel_xmit`'s MTU check).
     pub fn inner_mtu(&self) -> u16 {
-        self.mtu
-            .saturating_sub((ipip::OUTER_LEN + self.extra()) as u16)
+        Tunnel::from(self).inner_mtu()
     }
 }
 
@@ -756,8 +978,105 @@ pub fn flow_hash(flow: &Flow) -> u32 {
     h
 }
 
+/// [`flow_hash`] for an IPv6 flow.
+pub fn flow_hash6(flow: &Flow6) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut eat = |b: &[u8]| {
+        for x in b {
+            h ^= u32::from(*x);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    };
+    eat(&flow.src.ip().octets());
+    eat(&flow.dst.ip().octets());
+    eat(&flow.src.port().to_be_bytes());
+    eat(&flow.dst.port().to_be_bytes());
+    eat(&[flow.proto.number()]);
+    h
+}
+
+/// Tunnel parameters of one destination for any pair of address
+/// families, as IPVS allows for TUN: IPIP (IPv4 in IPv4), ip6ip6, IPv4 in
+/// IPv6 (next header 4) and IPv6 in IPv4 (protocol 41), each also with GUE
+/// or GRE. The outer family is that of `dst` (the real server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// IPIP, GUE or GRE.
+    pub kind: TunType,
+    /// GUE destination port.
+    pub port: u16,
+    /// Checksum option.
+    pub csum: TunCsum,
+    /// Outer source (the director's address toward the real server; same
+    /// family as `dst`).
+    pub src: IpAddr,
+    /// Outer destination (the real server).
+    pub dst: IpAddr,
+    /// IP identification for an outer IPv4 header.
+    pub ident: u16,
+    /// sysctl pmtu_disc (copy DF from an inner IPv4 packet).
+    pub pmtu_disc: bool,
+    /// Interface MTU.
+    pub mtu: u16,
+}
+
+impl From<&TunParams> for Tunnel {
+    fn from(p: &TunParams) -> Tunnel {
+        Tunnel {
+            kind: p.kind,
+            port: p.port,
+            csum: p.csum,
+            src: IpAddr::V4(p.src),
+            dst: IpAddr::V4(p.dst),
+            ident: p.ident,
+            pmtu_disc: p.pmtu_disc,
+            mtu: p.mtu,
+        }
+    }
+}
+
+impl Tunnel {
+    /// Outer IP header length: 20 (IPv4) or 40 (IPv6).
+    pub fn outer_len(&self) -> usize {
+        if self.dst.is_ipv4() {
+            ipip::OUTER_LEN
+        } else {
+            ipv6::HEADER_LEN
+        }
+    }
+    /// Bytes of tunnel header between the outer IP header and the inner
+    /// packet.
+    pub fn extra(&self) -> usize {
+        match self.kind {
+            TunType::Ipip => 0,
+            TunType::Gue => udp::HEADER_LEN + gue::HEADER_LEN,
+            TunType::Gre => gre::HEADER_LEN + if self.csum == TunCsum::Csum { 4 } else { 0 },
+        }
+    }
+    /// Largest inner packet that fits: the route MTU minus the outer
+    /// header and the tunnel header (`__ip_vs_get_out_rt[_v6]` with
+    /// `IP_VS_RT_MODE_TUNNEL`).
+    pub fn inner_mtu(&self) -> u16 {
+        self.mtu
+            .saturating_sub((self.outer_len() + self.extra()) as u16)
+    }
+    /// The smallest inner MTU accepted for this outer family: for IPv6
+    /// `IPV6_MIN_MTU` (1280; below it `__ip_vs_get_out_rt_v6` fails and the
+    /// packet is dropped). For IPv4 the kernel's floor is 68; it is not
+    /// applied here (0), so even a tiny tunnel MTU answers "fragmentation
+    /// needed" rather than dropping silently.
+    pub fn min_mtu(&self) -> u16 {
+        if self.dst.is_ipv4() {
+            0
+        } else {
+            1280
+        }
+    }
+}
+
 /// TUN (`ip_vs_tunnel_xmit`): build in `out` a new frame carrying the
-/// inner IPv4 packet at `frame[l3..l3+l3_len]` (TTL−1) in IPIP, GUE or GRE.
+/// inner IPv4 packet at `frame[l3..l3+l3_len]` (TTL−1) in IPIP, GUE or GRE
+/// over IPv4 ([`tun_encap_any`] with IPv4 addresses).
 pub fn tun_encap(
     frame: &[u8],
     l3: usize,
@@ -767,71 +1086,160 @@ pub fn tun_encap(
     macs: (Mac, Mac),
     out: &mut Vec<u8>,
 ) -> Result<(), Fail> {
-    let inner = frame
-        .get(l3..l3 + usize::from(l3_len))
-        .ok_or(Fail::Malformed)?;
+    tun_encap_any(
+        frame,
+        l3,
+        usize::from(l3_len),
+        &Tunnel::from(p),
+        hash,
+        macs,
+        out,
+    )
+}
+
+/// TUN for any family pair (`ip_vs_tunnel_xmit` / `ip_vs_tunnel_xmit_v6`):
+/// build in `out` a new frame carrying the inner IPv4 or IPv6 packet at
+/// `frame[l3..l3+l3_len]` (TTL / hop limit − 1) in an outer IPv4 or IPv6
+/// header (the family of `t.dst`), with IPIP, GUE or GRE.
+///
+/// The outer header is built as the kernel does: IPv4 as in
+/// [`ipip::outer_repr`]; IPv6 with next header 4 (IPv4 inner) or 41
+/// (IPv6 inner) — or UDP / GRE —, traffic class = the inner DSCP with
+/// RFC 6040 ECN, flow label 0, hop limit = the inner (decremented) TTL.
+///
+/// Errors: [`Fail::TtlExceeded`]; [`Fail::FragNeeded`] with the tunnel MTU
+/// when the inner packet does not fit — for an IPv4 inner packet only with
+/// DF (answer ICMP "fragmentation needed"), for an IPv6 inner packet
+/// always (answer ICMPv6 "packet too big"); [`Fail::TooBig`] for an IPv4
+/// inner packet without DF, or a tunnel MTU below the family's minimum.
+pub fn tun_encap_any(
+    frame: &[u8],
+    l3: usize,
+    l3_len: usize,
+    t: &Tunnel,
+    hash: u32,
+    macs: (Mac, Mac),
+    out: &mut Vec<u8>,
+) -> Result<(), Fail> {
+    let inner = frame.get(l3..l3 + l3_len).ok_or(Fail::Malformed)?;
     let ilen = inner.len();
-    let extra = p.extra();
-    let in_off = ETH_LEN + ipip::OUTER_LEN + extra;
-    let df = ipv4::Packet::new_checked(inner)?.dont_frag();
-    if ilen > usize::from(p.inner_mtu()) {
-        return Err(if df {
-            Fail::FragNeeded(p.inner_mtu())
+    let v6_inner = match inner.first().map(|b| b >> 4) {
+        Some(4) => false,
+        Some(6) => true,
+        _ => return Err(Fail::Malformed),
+    };
+    let df = if v6_inner {
+        ipv6::Packet::new_checked(inner)?;
+        false
+    } else {
+        ipv4::Packet::new_checked(inner)?.dont_frag()
+    };
+    if t.src.is_ipv4() != t.dst.is_ipv4() {
+        return Err(Fail::Malformed);
+    }
+    // The kernel decrements the TTL before its MTU check.
+    let ttl = if v6_inner { inner[7] } else { inner[8] };
+    if ttl <= 1 {
+        return Err(Fail::TtlExceeded);
+    }
+    let (outer_len, extra) = (t.outer_len(), t.extra());
+    let imtu = t.inner_mtu();
+    if imtu < t.min_mtu() {
+        return Err(Fail::TooBig);
+    }
+    if ilen > usize::from(imtu) {
+        return Err(if v6_inner || df {
+            Fail::FragNeeded(imtu)
         } else {
             Fail::TooBig
         });
     }
+    let in_off = ETH_LEN + outer_len + extra;
     out.clear();
     out.resize(in_off + ilen, 0);
     out[in_off..].copy_from_slice(inner);
-    ipv4::Packet::new_checked(&mut out[in_off..])?
-        .decrement_ttl()
-        .ok_or(Fail::TtlExceeded)?;
+    if v6_inner {
+        ipv6::Packet::new_checked(&mut out[in_off..])?
+            .decrement_hop_limit()
+            .ok_or(Fail::TtlExceeded)?;
+    } else {
+        ipv4::Packet::new_checked(&mut out[in_off..])?
+            .decrement_ttl()
+            .ok_or(Fail::TtlExceeded)?;
+    }
     let info = ipip::InnerInfo::of(&out[in_off..])?;
-    let (proto, csum) = match p.kind {
+    let (proto, csum) = match t.kind {
         TunType::Ipip => (None, false),
-        TunType::Gue => (Some(ip_proto::UDP), p.csum != TunCsum::NoCsum),
-        TunType::Gre => (Some(ip_proto::GRE), p.csum == TunCsum::Csum),
+        TunType::Gue => (Some(ip_proto::UDP), t.csum != TunCsum::NoCsum),
+        TunType::Gre => (Some(ip_proto::GRE), t.csum == TunCsum::Csum),
     };
-    let outer = ipip::outer_repr(&info, p.src, p.dst, p.ident, p.pmtu_disc, proto, extra)?;
+    let ethertype = match (t.src, t.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let outer = ipip::outer_repr(&info, src, dst, t.ident, t.pmtu_disc, proto, extra)?;
+            outer.emit(&mut ipv4::Packet::new_unchecked(
+                &mut out[ETH_LEN..ETH_LEN + outer_len],
+            ));
+            ethertype::IPV4
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let payload_len = ilen + extra;
+            if payload_len > usize::from(u16::MAX) {
+                return Err(Fail::TooBig);
+            }
+            ipv6::Repr {
+                src_addr: src,
+                dst_addr: dst,
+                next_header: proto.unwrap_or(info.protocol),
+                payload_len,
+                hop_limit: info.ttl,
+                traffic_class: ipip::ecn_encapsulate(info.dsfield, info.dsfield),
+                flow_label: 0,
+            }
+            .emit(&mut ipv6::Packet::new_unchecked(
+                &mut out[ETH_LEN..ETH_LEN + outer_len],
+            ));
+            ethertype::IPV6
+        }
+        _ => return Err(Fail::Malformed),
+    };
     ethernet::Repr {
         src_addr: macs.0,
         dst_addr: macs.1,
         vlan: None,
-        ethertype: ethertype::IPV4,
+        ethertype,
     }
     .emit(&mut Frame::new_unchecked(&mut out[..ETH_LEN]));
-    outer.emit(&mut ipv4::Packet::new_unchecked(
-        &mut out[ETH_LEN..ETH_LEN + ipip::OUTER_LEN],
-    ));
-    let t = ETH_LEN + ipip::OUTER_LEN;
-    match p.kind {
+    let at = ETH_LEN + outer_len;
+    match t.kind {
         TunType::Ipip => {}
         TunType::Gue => {
-            let ulen = out.len() - t;
-            let mut u = udp::Packet::new_unchecked(&mut out[t..]);
+            let ulen = out.len() - at;
+            let mut u = udp::Packet::new_unchecked(&mut out[at..]);
             udp::Repr {
                 src_port: gue_src_port(hash),
-                dst_port: p.port,
+                dst_port: t.port,
                 payload_len: ulen - udp::HEADER_LEN,
             }
             .emit(&mut u);
             gue::Repr::data(info.protocol).emit(&mut gue::Packet::new_unchecked(
-                &mut out[t + udp::HEADER_LEN..t + udp::HEADER_LEN + gue::HEADER_LEN],
+                &mut out[at + udp::HEADER_LEN..at + udp::HEADER_LEN + gue::HEADER_LEN],
             ));
             if csum {
-                udp::Packet::new_unchecked(&mut out[t..])
-                    .fill_checksum(&IpAddr::V4(p.src), &IpAddr::V4(p.dst));
+                udp::Packet::new_unchecked(&mut out[at..]).fill_checksum(&t.src, &t.dst);
             }
         }
         TunType::Gre => {
             gre::Repr {
-                protocol: ethertype::IPV4,
+                protocol: if v6_inner {
+                    ethertype::IPV6
+                } else {
+                    ethertype::IPV4
+                },
                 checksum: csum,
                 key: None,
                 seq: None,
             }
-            .emit(&mut gre::Packet::new_unchecked(&mut out[t..]));
+            .emit(&mut gre::Packet::new_unchecked(&mut out[at..]));
         }
     }
     Ok(())
@@ -1331,6 +1739,388 @@ mod test {
         let mut h = f.clone();
         h[ETH_LEN + 7] = 1;
         assert_eq!(dr6(&mut h, ETH_LEN), Err(Fail::TtlExceeded));
+    }
+
+    /// Reference Internet checksum (RFC 1071), written out independently
+    /// of rvs-wire: one's-complement sum of 16-bit words, complemented.
+    fn ref_csum(parts: &[&[u8]]) -> u16 {
+        let mut all = Vec::new();
+        for p in parts {
+            all.extend_from_slice(p);
+        }
+        if all.len() % 2 == 1 {
+            all.push(0);
+        }
+        let mut sum: u64 = 0;
+        for w in all.chunks(2) {
+            sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// IPv6 pseudo-header (RFC 8200 §8.1).
+    fn pseudo6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> Vec<u8> {
+        let mut ph = Vec::with_capacity(40);
+        ph.extend_from_slice(&src.octets());
+        ph.extend_from_slice(&dst.octets());
+        ph.extend_from_slice(&(len as u32).to_be_bytes());
+        ph.extend_from_slice(&[0, 0, 0, proto]);
+        ph
+    }
+
+    /// A transport/ICMPv6 checksum is right iff the reference sum over
+    /// pseudo-header + message (with the checksum field in) is 0.
+    fn l4_ok6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, msg: &[u8]) -> bool {
+        ref_csum(&[&pseudo6(src, dst, proto, msg.len()), msg]) == 0
+    }
+
+    const C6: &str = "2001:2:0:1::2";
+    const VIP6: &str = "2001:2:0:1::100";
+    const RS6: &str = "2001:2:0:1::21";
+    const LVS6: &str = "2001:2:0:1::11";
+
+    /// Client SYN [C6]:40000 -> [VIP6]:80 with `payload` bytes of data,
+    /// traffic class 0xb9 (DSCP 46, ECT(1)), hop limit 64.
+    fn syn6_plain(payload: usize) -> Vec<u8> {
+        let (c, vip) = (v6(C6), v6(VIP6));
+        let mut f = vec![0u8; ETH_LEN + 40 + 20 + payload];
+        ethernet::Repr {
+            src_addr: CMAC,
+            dst_addr: LMAC,
+            vlan: None,
+            ethertype: ethertype::IPV6,
+        }
+        .emit(&mut Frame::new_unchecked(&mut f[..]));
+        ipv6::Repr {
+            src_addr: c,
+            dst_addr: vip,
+            next_header: ip_proto::TCP,
+            payload_len: 20 + payload,
+            hop_limit: 64,
+            traffic_class: 0xb9,
+            flow_label: 0x12345,
+        }
+        .emit(&mut ipv6::Packet::new_unchecked(&mut f[ETH_LEN..]));
+        let t = ETH_LEN + 40;
+        tcp::Repr {
+            src_port: 40000,
+            dst_port: 80,
+            seq_number: 1000,
+            ack_number: 0,
+            flags: tcp::flags::SYN,
+            window_len: 64800,
+            urgent_at: 0,
+            options: tcp::Options::EMPTY,
+        }
+        .emit(&mut tcp::Packet::new_unchecked(&mut f[t..]));
+        for (i, b) in f[t + 20..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        tcp::Packet::new_unchecked(&mut f[t..]).fill_checksum(&IpAddr::V6(c), &IpAddr::V6(vip));
+        f
+    }
+
+    fn tunnel6(kind: TunType, csum: TunCsum, src: IpAddr, dst: IpAddr, mtu: u16) -> Tunnel {
+        Tunnel {
+            kind,
+            port: 6080,
+            csum,
+            src,
+            dst,
+            ident: 9,
+            pmtu_disc: true,
+            mtu,
+        }
+    }
+
+    #[test]
+    fn tun_ip6ip6_literal() {
+        let f = syn6_plain(0);
+        assert!(l4_ok6(v6(C6), v6(VIP6), 6, &f[ETH_LEN + 40..]));
+        let t = tunnel6(
+            TunType::Ipip,
+            TunCsum::NoCsum,
+            IpAddr::V6(v6(LVS6)),
+            IpAddr::V6(v6(RS6)),
+            1500,
+        );
+        assert_eq!(t.inner_mtu(), 1460);
+        let mut out = Vec::new();
+        tun_encap_any(&f, ETH_LEN, 60, &t, 1, (LMAC, RMAC), &mut out).unwrap();
+        assert_eq!(out.len(), ETH_LEN + 40 + 60);
+        assert_eq!(&out[12..14], &[0x86, 0xdd]);
+        // Outer header, byte by byte: version 6, traffic class = inner
+        // DSCP with ECT(1) kept (0xb9), flow label 0, payload 60, next
+        // header 41, hop limit = the decremented inner one (63).
+        let mut want = vec![0x6b, 0x90, 0x00, 0x00, 0x00, 60, 41, 63];
+        want.extend_from_slice(&v6(LVS6).octets());
+        want.extend_from_slice(&v6(RS6).octets());
+        assert_eq!(&out[ETH_LEN..ETH_LEN + 40], &want[..]);
+        // Inner: the original with hop limit 63, otherwise untouched.
+        let mut inner = f[ETH_LEN..].to_vec();
+        inner[7] = 63;
+        assert_eq!(&out[ETH_LEN + 40..], &inner[..]);
+        assert!(l4_ok6(v6(C6), v6(VIP6), 6, &out[ETH_LEN + 80..]));
+        // CE becomes ECT(0) outside (RFC 6040), the inner keeps CE.
+        let mut ce = f.clone();
+        ipv6::Packet::new_unchecked(&mut ce[ETH_LEN..]).set_ver_tc_fl(0xbb, 0);
+        tun_encap_any(&ce, ETH_LEN, 60, &t, 1, (LMAC, RMAC), &mut out).unwrap();
+        assert_eq!(
+            ipv6::Packet::new_checked(&out[ETH_LEN..])
+                .unwrap()
+                .traffic_class(),
+            0xba
+        );
+        // The user-space decapsulator gets the inner packet back.
+        assert_eq!(
+            crate::realserver::decapsulate(&out[ETH_LEN..], None),
+            Some(&ce[ETH_LEN..ETH_LEN + 60]).map(|_| &out[ETH_LEN + 40..])
+        );
+    }
+
+    #[test]
+    fn tun_mixed_families() {
+        // IPv4 in IPv6: next header 4, inner TTL−1 with a valid checksum.
+        let f = syn_frame();
+        let t = tunnel6(
+            TunType::Ipip,
+            TunCsum::NoCsum,
+            IpAddr::V6(v6(LVS6)),
+            IpAddr::V6(v6(RS6)),
+            1500,
+        );
+        let mut out = Vec::new();
+        tun_encap_any(&f, ETH_LEN, 44, &t, 1, (LMAC, RMAC), &mut out).unwrap();
+        let outer = ipv6::Packet::new_checked(&out[ETH_LEN..]).unwrap();
+        assert_eq!(outer.next_header(), ip_proto::IPIP);
+        assert_eq!(outer.payload_len(), 44);
+        assert_eq!(outer.hop_limit(), 63);
+        let inner = &out[ETH_LEN + 40..];
+        assert_eq!(inner[8], 63);
+        assert_eq!(ref_csum(&[&inner[..20]]), 0);
+        assert!(tcp_ok(inner, 0));
+        assert_eq!(
+            crate::realserver::decapsulate(&out[ETH_LEN..], None),
+            Some(inner)
+        );
+        // IPv6 in IPv4: protocol 41, DF 0 (the inner has none), TOS from
+        // the traffic class, valid header checksum.
+        let f6 = syn6_plain(0);
+        let t4 = Tunnel {
+            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11)),
+            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 21)),
+            ..t
+        };
+        tun_encap_any(&f6, ETH_LEN, 60, &t4, 1, (LMAC, RMAC), &mut out).unwrap();
+        assert_eq!(&out[12..14], &[0x08, 0x00]);
+        let o = &out[ETH_LEN..ETH_LEN + 20];
+        assert_eq!(&o[..4], &[0x45, 0xb9, 0, 80]);
+        assert_eq!(&o[6..10], &[0, 0, 63, 41]);
+        assert_eq!(ref_csum(&[o]), 0);
+        assert_eq!(out[ETH_LEN + 20 + 7], 63);
+        assert_eq!(
+            crate::realserver::decapsulate(&out[ETH_LEN..], None),
+            Some(&out[ETH_LEN + 20..])
+        );
+        // Family mismatch between outer source and destination.
+        let bad = Tunnel {
+            src: IpAddr::V6(v6(LVS6)),
+            ..t4
+        };
+        assert_eq!(
+            tun_encap_any(&f6, ETH_LEN, 60, &bad, 1, (LMAC, RMAC), &mut out),
+            Err(Fail::Malformed)
+        );
+    }
+
+    #[test]
+    fn tun6_gue_gre() {
+        let f = syn6_plain(10);
+        let (src, dst) = (IpAddr::V6(v6(LVS6)), IpAddr::V6(v6(RS6)));
+        let mut out = Vec::new();
+        let t = tunnel6(TunType::Gue, TunCsum::Csum, src, dst, 1500);
+        assert_eq!(t.inner_mtu(), 1500 - 40 - 12);
+        tun_encap_any(&f, ETH_LEN, 70, &t, 0xdead_beef, (LMAC, RMAC), &mut out).unwrap();
+        let outer = ipv6::Packet::new_checked(&out[ETH_LEN..]).unwrap();
+        assert_eq!(outer.next_header(), ip_proto::UDP);
+        assert_eq!(usize::from(outer.payload_len()), 8 + 4 + 70);
+        let u = &out[ETH_LEN + 40..];
+        assert_eq!(u16::from_be_bytes([u[2], u[3]]), 6080);
+        assert!((32768..=60999).contains(&u16::from_be_bytes([u[0], u[1]])));
+        assert_ne!(u16::from_be_bytes([u[6], u[7]]), 0);
+        assert!(l4_ok6(v6(LVS6), v6(RS6), 17, u));
+        assert_eq!(&u[8..12], &[0, 41, 0, 0]);
+        assert_eq!(
+            crate::realserver::decapsulate(&out[ETH_LEN..], Some(6080)),
+            Some(&u[12..])
+        );
+        // No checksum: zero (udp6_set_csum with nocheck).
+        let t = tunnel6(TunType::Gue, TunCsum::NoCsum, src, dst, 1500);
+        tun_encap_any(&f, ETH_LEN, 70, &t, 1, (LMAC, RMAC), &mut out).unwrap();
+        assert_eq!(&out[ETH_LEN + 46..ETH_LEN + 48], &[0, 0]);
+        // GRE with checksum, protocol 0x86DD for the IPv6 inner packet.
+        let t = tunnel6(TunType::Gre, TunCsum::Csum, src, dst, 1500);
+        tun_encap_any(&f, ETH_LEN, 70, &t, 1, (LMAC, RMAC), &mut out).unwrap();
+        assert_eq!(out[ETH_LEN + 6], ip_proto::GRE);
+        let g = &out[ETH_LEN + 40..];
+        assert_eq!(&g[..4], &[0x80, 0, 0x86, 0xdd]);
+        assert_eq!(ref_csum(&[g]), 0);
+        assert_eq!(
+            crate::realserver::decapsulate(&out[ETH_LEN..], None),
+            Some(&g[8..])
+        );
+    }
+
+    #[test]
+    fn tun6_mtu_and_hop_limit() {
+        let (src, dst) = (IpAddr::V6(v6(LVS6)), IpAddr::V6(v6(RS6)));
+        let t = tunnel6(TunType::Ipip, TunCsum::NoCsum, src, dst, 1500);
+        let mut out = Vec::new();
+        // 1500-byte IPv6 packet: does not fit the 1460-byte tunnel MTU ->
+        // "packet too big" with 1460 (IPv6 has no DF: always).
+        let big = syn6_plain(1440);
+        assert_eq!(
+            tun_encap_any(&big, ETH_LEN, 1500, &t, 1, (LMAC, RMAC), &mut out),
+            Err(Fail::FragNeeded(1460))
+        );
+        let fits = syn6_plain(1400);
+        assert!(tun_encap_any(&fits, ETH_LEN, 1460, &t, 1, (LMAC, RMAC), &mut out).is_ok());
+        // An IPv6 outer header needs a tunnel MTU of at least 1280.
+        let small = Tunnel { mtu: 1300, ..t };
+        assert_eq!(
+            tun_encap_any(&fits, ETH_LEN, 1460, &small, 1, (LMAC, RMAC), &mut out),
+            Err(Fail::TooBig)
+        );
+        // Hop limit 1: time exceeded, checked before the MTU.
+        let mut h = big.clone();
+        h[ETH_LEN + 7] = 1;
+        assert_eq!(
+            tun_encap_any(&h, ETH_LEN, 1500, &t, 1, (LMAC, RMAC), &mut out),
+            Err(Fail::TtlExceeded)
+        );
+        let mut out = Vec::new();
+        icmp6_error_frame(
+            &mut out,
+            (LMAC, CMAC),
+            v6(VIP6),
+            &big[ETH_LEN..],
+            2,
+            0,
+            1460,
+        )
+        .unwrap();
+        // 40 + 8 + the first 1232 bytes of the original: 1280 in all.
+        assert_eq!(out.len(), ETH_LEN + 1280);
+        assert_eq!(&out[..6], &CMAC.0);
+        let ip = ipv6::Packet::new_checked(&out[ETH_LEN..]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (v6(VIP6), v6(C6)));
+        assert_eq!((ip.next_header(), ip.hop_limit()), (58, 64));
+        let ic = &out[ETH_LEN + 40..];
+        assert_eq!(&ic[..2], &[2, 0]);
+        assert_eq!(&ic[4..8], &1460u32.to_be_bytes());
+        assert_eq!(&ic[8..], &big[ETH_LEN..ETH_LEN + 1232]);
+        assert!(l4_ok6(v6(VIP6), v6(C6), 58, ic));
+    }
+
+    /// The frame a real server sends for `quoted` (an IPv6 packet): an
+    /// ICMPv6 error of `msg_type` / `code` from `src`.
+    fn icmp6_from(src: Ipv6Addr, quoted: &[u8], msg_type: u8, code: u8) -> Vec<u8> {
+        let mut f = Vec::new();
+        icmp6_error_frame(&mut f, (RMAC, LMAC), src, quoted, msg_type, code, 0).unwrap();
+        f
+    }
+
+    #[test]
+    fn icmp6_errors_classified_and_nat_translated() {
+        // Out: the real server's "port unreachable" about client -> rs:8080.
+        let syn = syn6_plain(0);
+        let Classified::Flow6(fl) = classify(&syn) else {
+            panic!()
+        };
+        let rs = SocketAddrV6::new(v6(RS6), 8080, 0, 0);
+        let mut fwd = syn.clone();
+        nat6_in(&mut fwd, &fl, rs).unwrap();
+        let mut f = icmp6_from(v6(RS6), &fwd[ETH_LEN..], 1, 4);
+        let e = match classify(&f) {
+            Classified::IcmpError6(e) => e,
+            o => panic!("{o:?}"),
+        };
+        assert_eq!((e.msg_type, e.code, e.inner_proto), (1, 4, Protocol::Tcp));
+        assert_eq!((e.src, e.dst), (v6(RS6), v6(C6)));
+        assert_eq!((e.inner_src, e.inner_dst), (fl.src, rs));
+        assert_eq!((e.icmp, e.inner_l4), (ETH_LEN + 40, ETH_LEN + 48 + 40));
+        nat_icmp6(&mut f, &e, false, fl.dst).unwrap();
+        let ip = ipv6::Packet::new_checked(&f[ETH_LEN..]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (v6(VIP6), v6(C6)));
+        assert_eq!(ip.hop_limit(), 63);
+        let ic = &f[ETH_LEN + 40..];
+        assert!(l4_ok6(v6(VIP6), v6(C6), 58, ic));
+        // the quoted packet is now exactly what the client sent
+        let mut q = fwd[ETH_LEN..].to_vec();
+        q[24..40].copy_from_slice(&v6(VIP6).octets());
+        q[40 + 2..40 + 4].copy_from_slice(&80u16.to_be_bytes());
+        assert_eq!(&ic[8..], &q[..]);
+        // In: a client's error about our reply VIP:80 -> client goes to rs.
+        let mut reply = syn.clone();
+        {
+            let mut p = ipv6::Packet::new_unchecked(&mut reply[ETH_LEN..]);
+            p.set_src_addr(v6(VIP6));
+            p.set_dst_addr(v6(C6));
+            let mut t = tcp::Packet::new_unchecked(&mut reply[ETH_LEN + 40..]);
+            t.set_src_port(80);
+            t.set_dst_port(40000);
+        }
+        let mut g = Vec::new();
+        icmp6_error_frame(&mut g, (CMAC, LMAC), v6(C6), &reply[ETH_LEN..], 3, 0, 0).unwrap();
+        let Classified::IcmpError6(e) = classify(&g) else {
+            panic!("{:?}", classify(&g))
+        };
+        assert_eq!((e.inner_src, e.inner_dst), (fl.dst, fl.src));
+        nat_icmp6(&mut g, &e, true, rs).unwrap();
+        let ip = ipv6::Packet::new_checked(&g[ETH_LEN..]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (v6(C6), v6(RS6)));
+        let ic = &g[ETH_LEN + 40..];
+        assert!(l4_ok6(v6(C6), v6(RS6), 58, ic));
+        assert_eq!(&ic[8 + 8..8 + 24], &v6(RS6).octets());
+        assert_eq!(&ic[48..50], &8080u16.to_be_bytes());
+        // A broken ICMPv6 checksum is malformed; echo is not an error.
+        let mut bad = f.clone();
+        bad[ETH_LEN + 42] ^= 1;
+        assert_eq!(classify(&bad), Classified::Malformed(Error::Checksum));
+        let echo = icmp6_from(v6(RS6), &fwd[ETH_LEN..], 128, 0);
+        assert_eq!(classify(&echo), Classified::Other);
+        // Truncated quotes never panic.
+        for n in 0..f.len() {
+            let _ = classify(&f[..n]);
+        }
+    }
+
+    #[test]
+    fn gso_segmentation6() {
+        let f = syn6_plain(3000);
+        let Classified::Flow6(fl) = classify(&f) else {
+            panic!()
+        };
+        let mut segs = Vec::new();
+        segment_tcp6(&f, &fl, 1500, &mut segs).unwrap();
+        // mss 1440: 1440 + 1440 + 120
+        assert_eq!(segs.len(), 3);
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            let Classified::Flow6(sf) = classify(s) else {
+                panic!()
+            };
+            assert!(sf.l3_len <= 1500);
+            assert!(l4_ok6(v6(C6), v6(VIP6), 6, &s[sf.l4..]));
+            let t = tcp::Packet::new_checked(&s[sf.l4..]).unwrap();
+            assert_eq!(t.seq_number(), 1000 + (i * 1440) as u32);
+            joined.extend_from_slice(t.payload());
+        }
+        assert_eq!(joined, f[ETH_LEN + 60..]);
+        assert_eq!(segment_tcp6(&f, &fl, 60, &mut segs), Err(Fail::Malformed));
     }
 
     #[test]

@@ -23,8 +23,9 @@
 //!   DF that does not fit gets ICMP "fragmentation needed" with the tunnel
 //!   MTU back to the client.
 //! * ICMP errors related to a connection (destination unreachable, source
-//!   quench, time exceeded) are forwarded the same way; for NAT they are
-//!   translated (`ip_vs_nat_icmp`) in both directions. TTL expiry answers
+//!   quench, time exceeded; ICMPv6: see below) are forwarded the same
+//!   way; for NAT they are translated (`ip_vs_nat_icmp`) in both
+//!   directions. TTL expiry answers
 //!   "time exceeded"; a service without a usable destination answers "port
 //!   unreachable", as `ip_vs_leave` does.
 //!
@@ -40,7 +41,7 @@
 //!
 //! [`realserver`] has the real-server helper (`rvsadm realserver setup`) and
 //! the user-space IPIP/GUE/GRE decapsulator for real servers whose kernel has
-//! no `ipip` module.
+//! no `ipip` module (outer IPv4 or IPv6, inner IPv4 or IPv6).
 //!
 //! ## Receive and transmit path
 //! `threads` RX threads (default 1; more form a PACKET_FANOUT hash group
@@ -55,38 +56,70 @@
 //! before forwarding.
 //!
 //! ## IPv6
-//! IPv6 services are served for DR and NAT: extension headers are walked
-//! to the transport header, the hop limit is decremented, NAT rewrites the
-//! addresses with incremental transport checksums, next hops come from
+//! IPv6 services are served by DR, NAT and TUN, as `ip_vs_*_xmit_v6` do:
+//! extension headers are walked to the transport header, the hop limit
+//! is decremented (hop limit 1 answers ICMPv6 "time exceeded" from the
+//! VIP), NAT rewrites the addresses with incremental transport checksums
+//! (and segments TCP GSO super-packets from veth/virtio peers, both
+//! ways, [`fwd::segment_tcp6`]), next hops come from
 //! `/proc/net/ipv6_route` and MACs from neighbour discovery (own
-//! solicitations; the cache learns from every NS/NA seen). Unit-tested with
-//! literal frames only: the lab may use 198.18.0.0/15 addresses only.
+//! solicitations; the cache learns from every NS/NA seen).
+//!
+//! TUN works for every family pair IPVS allows ([`fwd::tun_encap_any`]):
+//! ip6ip6 (outer next header 41), IPv4 in IPv6 (next header 4) for an
+//! IPv4 service with IPv6 real servers, IPv6 in IPv4 (protocol 41) for an
+//! IPv6 service with IPv4 real servers, each also with GUE or GRE
+//! (`0x86DD` for an IPv6 inner packet). The outer IPv6 header has traffic
+//! class = the inner DSCP with RFC 6040 ECN, flow label 0 and hop limit =
+//! the inner (decremented) one. An IPv6 packet that does not fit the
+//! tunnel MTU (route MTU − 40 or 20 − GUE/GRE header) is answered with
+//! ICMPv6 "packet too big" carrying that MTU (`ip_vs_tunnel_xmit_v6`;
+//! IPv6 has no DF, so always); an IPv6 outer tunnel whose inner MTU would
+//! fall below 1280 drops (counted in `too_big`), as the kernel's route
+//! lookup fails.
+//!
+//! Related ICMPv6 errors (every type below 128 — destination
+//! unreachable, packet too big, time exceeded, parameter problem — with a
+//! valid checksum, quoting TCP/UDP/SCTP and not a non-first fragment) are
+//! forwarded to the connection's real server by DR/TUN and translated for
+//! NAT in both directions (`ip_vs_nat_icmp_v6`: addresses, quoted port,
+//! ICMPv6 checksum). A service without a usable destination answers
+//! ICMPv6 "port unreachable" (`ip_vs_leave`).
+//!
+//! The lab tests (`tests/lab6.rs`) run all of this with real nginx and
+//! `curl -6` on 2001:2::/48 (RFC 5180) addresses.
 //!
 //! ## Limits (this version)
-//! IPv6: no tunnels (ip6ip6 / mixed-family TUN), no ICMPv6 errors (hop
-//! limit exceeded, packet too big, related errors) and no GSO segmentation
-//! (frames above the MTU are counted in `too_big`); untagged Ethernet; RX threads share one `Mutex<Ipvs>` (locked once per
-//! batch), so they scale parsing and I/O but not the model; IPv4 fragments
-//! are left to the kernel (and so dropped by the nft rule when they carry
-//! the VIP port); UDP datagrams
-//! larger than the MTU are not fragmented (counted in `too_big`); fwmark
-//! services are not matched; related ICMP errors are forwarded but not
-//! added to the service counters; `Local` destinations are not served.
+//! Untagged Ethernet; RX threads share one `Mutex<Ipvs>` (locked once per
+//! batch), so they scale parsing and I/O but not the model; IPv4
+//! fragments are left to the kernel (and so dropped by the nft rule when
+//! they carry the VIP port), IPv6 fragments are not forwarded; UDP
+//! datagrams larger than the MTU are not fragmented, nor segmented when
+//! they arrive as UDP GSO (counted in `too_big`); fwmark services are not
+//! matched; related ICMP/ICMPv6 errors are forwarded but not added to the
+//! service counters; ICMP errors about the engine's own tunnel packets
+//! (e.g. "packet too big" from a router between director and real
+//! server) are not translated back to the client; the neighbour cache is
+//! not seeded from the kernel's IPv6 neighbour table (the first packet to
+//! an IPv6 real server waits for our own solicitation); `Local`
+//! destinations are not served.
 
 pub mod driver;
+pub mod flowcache;
+pub mod frag;
 pub mod fwd;
 pub mod neigh;
 pub mod nft;
 pub mod realserver;
 pub mod sys;
 
-use fwd::{Classified, Fail, Flow, Flow6, IcmpError, TunParams};
+use fwd::{Classified, Fail, Flow, Flow6, IcmpError, IcmpError6};
 use neigh::{Actions, ArpCache, Route, Route6};
 use parking_lot::{Mutex, RwLock};
 use rvs_core::{ConnRef, Dir, FwdMethod, Protocol, TcpFlags, TunCsum, TunType, Verdict};
 use rvs_dataplane::{Engine, ListenKey, Shared};
 use rvs_wire::ethernet::Address as Mac;
-use rvs_wire::icmpv4;
+use rvs_wire::{icmpv4, icmpv6};
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -225,6 +258,10 @@ struct Flows {
     map: HashMap<FlowKey, FlowEntry>,
     /// NAT: (proto, client, real server) -> vip.
     nat_rev: HashMap<FlowKey, SocketAddrV4>,
+    /// IPv6 services: (proto, client, vip) -> entry.
+    map6: HashMap<FlowKey6, FlowEntry>,
+    /// IPv6 NAT: (proto, client, real server) -> vip.
+    nat_rev6: HashMap<FlowKey6, SocketAddrV6>,
 }
 
 /// The real servers of NAT (Masq) destinations of address services, whose
@@ -387,12 +424,14 @@ impl Drop for PacketEngine {
 #[derive(Debug, Clone, Copy)]
 struct FlowEntry {
     conn: ConnRef,
-    dest: SocketAddrV4,
+    /// The real server (of either family for TUN).
+    dest: SocketAddr,
     fwd: FwdMethod,
     tun: (TunType, u16, TunCsum),
 }
 
 type FlowKey = (Protocol, SocketAddrV4, SocketAddrV4);
+type FlowKey6 = (Protocol, SocketAddrV6, SocketAddrV6);
 
 /// Frames per `sendmmsg`.
 const TX_BATCH: usize = 64;
@@ -479,19 +518,9 @@ impl Worker {
         self.info.addrs6.iter().any(|(x, _)| x == a)
     }
 
-    /// Our IPv6 source toward `dst` for neighbour solicitations: an
-    /// address in the same prefix, else any non-VIP one.
+    /// Our IPv6 source toward `dst` (neighbour solicitations, tunnels).
     fn our_addr6(&self, dst: Ipv6Addr, vips: &HashSet<Ipv6Addr>) -> Option<Ipv6Addr> {
-        let mut cands = self.info.addrs6.iter().filter(|(a, _)| !vips.contains(a));
-        let same = cands.clone().find(|(a, p)| {
-            let m = if *p == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from((*p).min(128)))
-            };
-            u128::from(*a) & m == u128::from(dst) & m
-        });
-        same.or_else(|| cands.next()).map(|(a, _)| *a)
+        neigh::source_addr6(&self.info.addrs6, dst, vips)
     }
 
     fn run(mut self) {
@@ -538,21 +567,33 @@ impl Worker {
         if now.duration_since(self.ticks[2]) >= Duration::from_secs(5) {
             self.ticks[2] = now;
             let t = self.inner.shared.now();
-            let live: HashSet<FlowKey> = {
+            let (live, live6): (HashSet<FlowKey>, HashSet<FlowKey6>) = {
                 let flows = self.inner.flows.lock();
                 let ipvs = self.inner.shared.ipvs.lock();
-                flows
-                    .map
-                    .iter()
-                    .filter(|(_, e)| ipvs.conn(t, e.conn).is_some())
-                    .map(|(k, _)| *k)
-                    .collect()
+                (
+                    flows
+                        .map
+                        .iter()
+                        .filter(|(_, e)| ipvs.conn(t, e.conn).is_some())
+                        .map(|(k, _)| *k)
+                        .collect(),
+                    flows
+                        .map6
+                        .iter()
+                        .filter(|(_, e)| ipvs.conn(t, e.conn).is_some())
+                        .map(|(k, _)| *k)
+                        .collect(),
+                )
             };
             let mut flows = self.inner.flows.lock();
             flows.map.retain(|k, _| live.contains(k));
             flows
                 .nat_rev
                 .retain(|(p, c, _), v| live.contains(&(*p, *c, *v)));
+            flows.map6.retain(|k, _| live6.contains(k));
+            flows
+                .nat_rev6
+                .retain(|(p, c, _), v| live6.contains(&(*p, *c, *v)));
         }
     }
 
@@ -561,6 +602,7 @@ impl Worker {
         let wanted = self.inner.wanted.read().clone();
         let mut jobs: Vec<(usize, Job, rvs_core::Packet)> = Vec::with_capacity(frames.len());
         let mut icmps: Vec<(usize, IcmpError)> = Vec::new();
+        let mut icmps6: Vec<(usize, IcmpError6)> = Vec::new();
         let mut learn: Vec<(IpAddr, Mac)> = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             if f.pkttype == sys::PACKET_OUTGOING {
@@ -634,6 +676,7 @@ impl Worker {
                     jobs.push((i, job, pkt));
                 }
                 Classified::IcmpError(e) if e.dst_mac == self.info.mac => icmps.push((i, e)),
+                Classified::IcmpError6(e) if e.dst_mac == self.info.mac => icmps6.push((i, e)),
                 Classified::Malformed(_) => EngineStats::inc(&st.malformed),
                 _ => {}
             }
@@ -662,7 +705,7 @@ impl Worker {
             match job {
                 Job::In(fl) => self.forward_in(&fl, v, &wanted),
                 Job::Out(fl) => self.forward_out(&fl, v),
-                Job::In6(fl) => self.forward_in6(&fl, v, f.csum_not_ready),
+                Job::In6(fl) => self.forward_in6(&fl, v, f.csum_not_ready, &wanted),
                 Job::Out6(fl) => self.forward_out6(&fl, v, f.csum_not_ready),
             }
         }
@@ -670,6 +713,11 @@ impl Worker {
             let f = frames[i];
             self.load(&f);
             self.forward_icmp(&e, &wanted);
+        }
+        for (i, e) in icmps6 {
+            let f = frames[i];
+            self.load(&f);
+            self.forward_icmp6(&e, &wanted);
         }
         self.flush();
     }
@@ -694,10 +742,6 @@ impl Worker {
                 tun,
                 created,
             } => {
-                let SocketAddr::V4(dest) = dest else {
-                    EngineStats::inc(&st.model_drop);
-                    return;
-                };
                 if created {
                     let mut flows = self.inner.flows.lock();
                     let e = FlowEntry {
@@ -707,8 +751,8 @@ impl Worker {
                         tun,
                     };
                     flows.map.insert((fl.proto, fl.src, fl.dst), e);
-                    if fwd == FwdMethod::Masq {
-                        flows.nat_rev.insert((fl.proto, fl.src, dest), fl.dst);
+                    if let (FwdMethod::Masq, SocketAddr::V4(d)) = (fwd, dest) {
+                        flows.nat_rev.insert((fl.proto, fl.src, d), fl.dst);
                     }
                 }
                 let hash = fwd::flow_hash(fl);
@@ -756,76 +800,91 @@ impl Worker {
         }
     }
 
-    /// Forward the packet (IPv4 at `fl.l3` of `buf`) to `dest` by `fwd`.
+    /// Forward the packet (IPv4 at `fl.l3` of `buf`) to `dest` by `fwd`
+    /// (an IPv6 `dest` only by TUN, IPv4 in IPv6).
     #[allow(clippy::too_many_arguments)]
     fn xmit(
         &mut self,
         buf: &mut [u8],
         fl: &Flow,
         fwd: FwdMethod,
-        dest: SocketAddrV4,
+        dest: SocketAddr,
         tun: (TunType, u16, TunCsum),
         hash: u32,
         wanted: &Wanted,
     ) -> Result<(), Fail> {
         let st = &self.inner.stats;
-        match fwd {
-            FwdMethod::Route => {
+        match (fwd, dest) {
+            (FwdMethod::Route, SocketAddr::V4(dest)) => {
                 fwd::dr(buf, fl.l3)?;
                 EngineStats::inc(&st.dr);
                 // KNOWN_NH: the real server itself is the next hop.
                 self.send_to(buf, *dest.ip());
             }
-            FwdMethod::Masq => {
+            (FwdMethod::Masq, SocketAddr::V4(dest)) => {
                 fwd::nat_in(buf, fl, dest)?;
                 EngineStats::inc(&st.nat_in);
                 self.route_and_send(buf, *dest.ip());
             }
-            FwdMethod::Tunnel => self.tunnel(buf, fl.l3, fl.l3_len, dest, tun, hash, wanted)?,
-            FwdMethod::Local => EngineStats::inc(&st.model_drop),
+            (FwdMethod::Tunnel, d) => self.tunnel(
+                buf,
+                fl.l3,
+                usize::from(fl.l3_len),
+                d.ip(),
+                tun,
+                hash,
+                wanted,
+            )?,
+            _ => EngineStats::inc(&st.model_drop),
         }
         Ok(())
     }
 
+    /// Encapsulate the IPv4 or IPv6 packet at `buf[l3..l3 + l3_len]` for
+    /// the real server `dest` (IPv4 or IPv6 outer header, as its family).
     #[allow(clippy::too_many_arguments)]
     fn tunnel(
         &mut self,
         buf: &[u8],
         l3: usize,
-        l3_len: u16,
-        dest: SocketAddrV4,
+        l3_len: usize,
+        dest: IpAddr,
         tun: (TunType, u16, TunCsum),
         hash: u32,
         wanted: &Wanted,
     ) -> Result<(), Fail> {
-        let Some(src) = self.our_addr(*dest.ip(), &wanted.vips) else {
+        let src = match dest {
+            IpAddr::V4(d) => self.our_addr(d, &wanted.vips).map(IpAddr::V4),
+            IpAddr::V6(d) => self.our_addr6(d, &wanted.vips6).map(IpAddr::V6),
+        };
+        let Some(src) = src else {
             EngineStats::inc(&self.inner.stats.no_route);
             return Ok(());
         };
         self.ident = self.ident.wrapping_add(1);
-        let p = TunParams {
+        let t = fwd::Tunnel {
             kind: tun.0,
             port: tun.1,
             csum: tun.2,
             src,
-            dst: *dest.ip(),
+            dst: dest,
             ident: self.ident,
             pmtu_disc: self.inner.opts.pmtu_disc,
             mtu: self.info.mtu,
         };
         let mut out = std::mem::take(&mut self.out);
-        let r = fwd::tun_encap(
+        let r = fwd::tun_encap_any(
             buf,
             l3,
             l3_len,
-            &p,
+            &t,
             hash,
             (self.info.mac, Mac::ZERO),
             &mut out,
         );
         if r.is_ok() {
             EngineStats::inc(&self.inner.stats.tun);
-            self.route_and_send(&mut out, *dest.ip());
+            self.route_and_send(&mut out, dest);
         }
         self.out = out;
         r
@@ -856,47 +915,136 @@ impl Worker {
         }
     }
 
-    /// IPv6 client -> VIP packet: DR or NAT (IPv6 tunnels are not done).
-    fn forward_in6(&mut self, fl: &Flow6, v: Verdict, csum_not_ready: bool) {
+    /// React to a forwarding failure of the IPv6 packet at `l3` of
+    /// `orig` (ICMPv6 from `src`).
+    fn fail6(&mut self, orig: &[u8], l3: usize, src: Ipv6Addr, e: Fail) {
+        let st = &self.inner.stats;
+        match e {
+            Fail::TtlExceeded => {
+                self.send_icmp6(orig, l3, src, icmpv6::msg_type::TIME_EXCEEDED, 0, 0)
+            }
+            // For an IPv6 packet "does not fit" is always "packet too big".
+            Fail::FragNeeded(mtu) => self.send_icmp6(
+                orig,
+                l3,
+                src,
+                icmpv6::msg_type::PKT_TOO_BIG,
+                0,
+                u32::from(mtu),
+            ),
+            Fail::TooBig => EngineStats::inc(&st.too_big),
+            Fail::Malformed => EngineStats::inc(&st.malformed),
+        }
+    }
+
+    /// IPv6 client -> VIP packet: DR, NAT or TUN (ip6ip6, or IPv6 in IPv4
+    /// to an IPv4 real server).
+    fn forward_in6(&mut self, fl: &Flow6, v: Verdict, csum_not_ready: bool, wanted: &Wanted) {
         let inner = self.inner.clone();
         let st = &inner.stats;
-        let Verdict::Forward {
-            dest: SocketAddr::V6(dest),
-            fwd,
-            ..
-        } = v
-        else {
-            EngineStats::inc(&st.model_drop);
-            return;
-        };
-        if fl.l3_len as usize > usize::from(self.info.mtu) {
-            EngineStats::inc(&st.too_big);
-            return;
-        }
         let mut buf = std::mem::take(&mut self.buf);
-        if csum_not_ready {
-            let _ = fwd::complete_l4_checksum6(&mut buf, fl);
-        }
-        let r = match fwd {
-            FwdMethod::Route => fwd::dr6(&mut buf, fl.l3).map(|()| {
-                EngineStats::inc(&st.dr);
-                self.send_to(&mut buf, *dest.ip());
-            }),
-            FwdMethod::Masq => fwd::nat6_in(&mut buf, fl, dest).map(|()| {
-                EngineStats::inc(&st.nat_in);
-                self.route_and_send(&mut buf, *dest.ip());
-            }),
-            FwdMethod::Tunnel | FwdMethod::Local => {
-                EngineStats::inc(&st.model_drop);
-                Ok(())
+        match v {
+            Verdict::Forward {
+                conn,
+                dest,
+                fwd,
+                tun,
+                created,
+            } => {
+                if created {
+                    let mut flows = inner.flows.lock();
+                    let e = FlowEntry {
+                        conn,
+                        dest,
+                        fwd,
+                        tun,
+                    };
+                    flows.map6.insert((fl.proto, fl.src, fl.dst), e);
+                    if let (FwdMethod::Masq, SocketAddr::V6(d)) = (fwd, dest) {
+                        flows.nat_rev6.insert((fl.proto, fl.src, d), fl.dst);
+                    }
+                }
+                if csum_not_ready {
+                    let _ = fwd::complete_l4_checksum6(&mut buf, fl);
+                }
+                let hash = fwd::flow_hash6(fl);
+                let mtu = self.info.mtu;
+                if fl.l3_len as usize > usize::from(mtu) {
+                    if fl.proto != Protocol::Tcp {
+                        EngineStats::inc(&st.too_big);
+                        self.buf = buf;
+                        return;
+                    }
+                    // A GSO super-packet (virtual NICs): segment in software.
+                    let mut segs = std::mem::take(&mut self.segs);
+                    segs.clear();
+                    match fwd::segment_tcp6(&buf, fl, mtu, &mut segs) {
+                        Ok(()) => {
+                            for seg in segs.iter_mut() {
+                                if let Classified::Flow6(sf) = fwd::classify(seg) {
+                                    if let Err(e) =
+                                        self.xmit6(seg, &sf, fwd, dest, tun, hash, wanted)
+                                    {
+                                        self.fail6(seg, sf.l3, *fl.dst.ip(), e);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => self.fail6(&buf, fl.l3, *fl.dst.ip(), e),
+                    }
+                    self.segs = segs;
+                } else if let Err(e) = self.xmit6(&mut buf, fl, fwd, dest, tun, hash, wanted) {
+                    self.fail6(&buf, fl.l3, *fl.dst.ip(), e);
+                }
             }
-        };
-        match r {
-            Err(Fail::Malformed) => EngineStats::inc(&st.malformed),
-            Err(_) => EngineStats::inc(&st.model_drop),
-            Ok(()) => {}
+            Verdict::NoDest => {
+                // ip_vs_leave: ICMPv6 port unreachable from the VIP.
+                EngineStats::inc(&st.model_drop);
+                self.send_icmp6(
+                    &buf,
+                    fl.l3,
+                    *fl.dst.ip(),
+                    icmpv6::msg_type::DST_UNREACHABLE,
+                    4,
+                    0,
+                );
+            }
+            _ => EngineStats::inc(&st.model_drop),
         }
         self.buf = buf;
+    }
+
+    /// Forward the IPv6 packet at `fl.l3` of `buf` to `dest` by `fwd`
+    /// (an IPv4 `dest` only by TUN, IPv6 in IPv4).
+    #[allow(clippy::too_many_arguments)]
+    fn xmit6(
+        &mut self,
+        buf: &mut [u8],
+        fl: &Flow6,
+        fwd: FwdMethod,
+        dest: SocketAddr,
+        tun: (TunType, u16, TunCsum),
+        hash: u32,
+        wanted: &Wanted,
+    ) -> Result<(), Fail> {
+        let st = &self.inner.stats;
+        match (fwd, dest) {
+            (FwdMethod::Route, SocketAddr::V6(d)) => {
+                fwd::dr6(buf, fl.l3)?;
+                EngineStats::inc(&st.dr);
+                self.send_to(buf, *d.ip());
+            }
+            (FwdMethod::Masq, SocketAddr::V6(d)) => {
+                fwd::nat6_in(buf, fl, d)?;
+                EngineStats::inc(&st.nat_in);
+                self.route_and_send(buf, *d.ip());
+            }
+            (FwdMethod::Tunnel, d) => {
+                self.tunnel(buf, fl.l3, fl.l3_len as usize, d.ip(), tun, hash, wanted)?
+            }
+            _ => EngineStats::inc(&st.model_drop),
+        }
+        Ok(())
     }
 
     /// IPv6 real server -> client reply of a NAT connection.
@@ -909,19 +1057,39 @@ impl Worker {
         else {
             return;
         };
-        if fl.l3_len as usize > usize::from(self.info.mtu) {
-            EngineStats::inc(&self.inner.stats.too_big);
-            return;
-        }
         let mut buf = std::mem::take(&mut self.buf);
         if csum_not_ready {
             let _ = fwd::complete_l4_checksum6(&mut buf, fl);
         }
-        if fwd::nat6_out(&mut buf, fl, vaddr).is_ok() {
-            EngineStats::inc(&self.inner.stats.nat_out);
-            self.route_and_send(&mut buf, *fl.dst.ip());
+        if fl.l3_len as usize > usize::from(self.info.mtu) {
+            let mut segs = std::mem::take(&mut self.segs);
+            segs.clear();
+            if fl.proto == Protocol::Tcp
+                && fwd::segment_tcp6(&buf, fl, self.info.mtu, &mut segs).is_ok()
+            {
+                for seg in segs.iter_mut() {
+                    if let Classified::Flow6(sf) = fwd::classify(seg) {
+                        self.nat_out6_one(seg, &sf, vaddr);
+                    }
+                }
+            } else {
+                EngineStats::inc(&self.inner.stats.too_big);
+            }
+            self.segs = segs;
+        } else {
+            self.nat_out6_one(&mut buf, fl, vaddr);
         }
         self.buf = buf;
+    }
+
+    fn nat_out6_one(&mut self, buf: &mut [u8], fl: &Flow6, vaddr: SocketAddrV6) {
+        match fwd::nat6_out(buf, fl, vaddr) {
+            Ok(()) => {
+                EngineStats::inc(&self.inner.stats.nat_out);
+                self.route_and_send(buf, *fl.dst.ip());
+            }
+            Err(e) => self.fail6(buf, fl.l3, *vaddr.ip(), e),
+        }
     }
 
     fn forward_out(&mut self, fl: &Flow, v: Verdict) {
@@ -977,18 +1145,26 @@ impl Worker {
                 let alive = self.inner.shared.ipvs.lock().conn(now, fe.conn).is_some();
                 if alive {
                     EngineStats::inc(&st.icmp_fwd);
-                    let r = match fe.fwd {
-                        FwdMethod::Masq => fwd::nat_icmp(&mut buf, e, true, fe.dest)
-                            .map(|()| self.route_and_send(&mut buf, *fe.dest.ip())),
-                        FwdMethod::Route => {
-                            fwd::dr(&mut buf, e.l3).map(|()| self.send_to(&mut buf, *fe.dest.ip()))
+                    let r = match (fe.fwd, fe.dest) {
+                        (FwdMethod::Masq, SocketAddr::V4(d)) => fwd::nat_icmp(&mut buf, e, true, d)
+                            .map(|()| self.route_and_send(&mut buf, *d.ip())),
+                        (FwdMethod::Route, SocketAddr::V4(d)) => {
+                            fwd::dr(&mut buf, e.l3).map(|()| self.send_to(&mut buf, *d.ip()))
                         }
-                        FwdMethod::Tunnel => {
+                        (FwdMethod::Tunnel, d) => {
                             let hash =
                                 u32::from(e.inner_src.port()) ^ u32::from(e.inner_dst.port());
-                            self.tunnel(&buf, e.l3, e.l3_len, fe.dest, fe.tun, hash, wanted)
+                            self.tunnel(
+                                &buf,
+                                e.l3,
+                                usize::from(e.l3_len),
+                                d.ip(),
+                                fe.tun,
+                                hash,
+                                wanted,
+                            )
                         }
-                        FwdMethod::Local => Ok(()),
+                        _ => Ok(()),
                     };
                     if let Err(x) = r {
                         self.fail(&buf, e.l3, e.dst, x);
@@ -1019,6 +1195,79 @@ impl Worker {
         let mut out = std::mem::take(&mut self.out);
         let ok = orig.get(l3..).is_some_and(|o| {
             fwd::icmp_error_frame(&mut out, (self.info.mac, back), src, o, t, code, rest).is_ok()
+        });
+        if ok {
+            EngineStats::inc(&self.inner.stats.icmp_sent);
+            self.tx(&out);
+        }
+        self.out = out;
+    }
+
+    /// A related ICMPv6 error (`ip_vs_in_icmp_v6` / `ip_vs_out_icmp_v6`):
+    /// from the client side it goes to the connection's real server by the
+    /// connection's method (NAT: translated); from a NAT real server it is
+    /// translated back to the client. No ICMPv6 is sent about an ICMPv6
+    /// error that cannot be forwarded (RFC 4443 §2.4 e); it is counted.
+    fn forward_icmp6(&mut self, e: &IcmpError6, wanted: &Wanted) {
+        let inner = self.inner.clone();
+        let st = &inner.stats;
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut r = Ok(());
+        if wanted.vips6.contains(&e.dst) {
+            // Client side: the error quotes our reply VIP:vport -> client.
+            let key = (e.inner_proto, e.inner_dst, e.inner_src);
+            let fe = inner.flows.lock().map6.get(&key).copied();
+            if let Some(fe) = fe {
+                let now = inner.shared.now();
+                if inner.shared.ipvs.lock().conn(now, fe.conn).is_some() {
+                    EngineStats::inc(&st.icmp_fwd);
+                    r = match (fe.fwd, fe.dest) {
+                        (FwdMethod::Masq, SocketAddr::V6(d)) => {
+                            fwd::nat_icmp6(&mut buf, e, true, d)
+                                .map(|()| self.route_and_send(&mut buf, *d.ip()))
+                        }
+                        (FwdMethod::Route, SocketAddr::V6(d)) => {
+                            fwd::dr6(&mut buf, e.l3).map(|()| self.send_to(&mut buf, *d.ip()))
+                        }
+                        (FwdMethod::Tunnel, d) => {
+                            let hash =
+                                u32::from(e.inner_src.port()) ^ u32::from(e.inner_dst.port());
+                            self.tunnel(&buf, e.l3, e.l3_len as usize, d.ip(), fe.tun, hash, wanted)
+                        }
+                        _ => Ok(()),
+                    };
+                }
+            }
+        } else if !self.is_local6(&e.dst) {
+            // Real-server side (NAT): quotes client -> rs:dport.
+            let key = (e.inner_proto, e.inner_src, e.inner_dst);
+            let vip = inner.flows.lock().nat_rev6.get(&key).copied();
+            if let Some(vip) = vip {
+                r = fwd::nat_icmp6(&mut buf, e, false, vip).map(|()| {
+                    EngineStats::inc(&st.icmp_fwd);
+                    self.route_and_send(&mut buf, e.dst);
+                });
+            }
+        }
+        match r {
+            Ok(()) => {}
+            Err(Fail::Malformed) => EngineStats::inc(&st.malformed),
+            Err(Fail::TooBig | Fail::FragNeeded(_)) => EngineStats::inc(&st.too_big),
+            Err(Fail::TtlExceeded) => EngineStats::inc(&st.model_drop),
+        }
+        self.buf = buf;
+    }
+
+    /// Answer the IPv6 packet at `l3` of `orig` with an ICMPv6 error from
+    /// `src` back to the frame's sender.
+    fn send_icmp6(&mut self, orig: &[u8], l3: usize, src: Ipv6Addr, t: u8, code: u8, rest: u32) {
+        let Ok(eth) = rvs_wire::ethernet::Frame::new_checked(orig) else {
+            return;
+        };
+        let back = eth.src_addr();
+        let mut out = std::mem::take(&mut self.out);
+        let ok = orig.get(l3..).is_some_and(|o| {
+            fwd::icmp6_error_frame(&mut out, (self.info.mac, back), src, o, t, code, rest).is_ok()
         });
         if ok {
             EngineStats::inc(&self.inner.stats.icmp_sent);

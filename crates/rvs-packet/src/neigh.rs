@@ -298,6 +298,32 @@ pub fn source_addr(
     same.or_else(|| cands.next()).map(|(a, _)| *a)
 }
 
+fn link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// [`source_addr`] for IPv6 (neighbour solicitations, tunnel sources):
+/// never a served VIP; an address in `dst`'s prefix if there is one, else
+/// one of the same scope (link-local or not), else any.
+pub fn source_addr6(
+    addrs: &[(Ipv6Addr, u8)],
+    dst: Ipv6Addr,
+    vips: &std::collections::HashSet<Ipv6Addr>,
+) -> Option<Ipv6Addr> {
+    let cands = || addrs.iter().filter(|(a, _)| !vips.contains(a));
+    let same = cands().find(|(a, p)| {
+        let m = if *p == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from((*p).min(128)))
+        };
+        u128::from(*a) & m == u128::from(dst) & m
+    });
+    same.or_else(|| cands().find(|(a, _)| link_local(a) == link_local(&dst)))
+        .or_else(|| cands().next())
+        .map(|(a, _)| *a)
+}
+
 #[cfg(test)]
 mod test {
     #[test]
@@ -330,6 +356,26 @@ eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0
 eth0\t000012C6\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
 eth1\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0
 ";
+
+    #[test]
+    fn source_addr6_prefers_the_prefix_then_the_scope() {
+        let a: Vec<(std::net::Ipv6Addr, u8)> = vec![
+            ("fe80::1".parse().unwrap(), 64),
+            ("2001:2:0:1::100".parse().unwrap(), 64),
+            ("2001:2:0:9::11".parse().unwrap(), 64),
+            ("2001:2:0:1::11".parse().unwrap(), 64),
+        ];
+        let vips: std::collections::HashSet<std::net::Ipv6Addr> =
+            ["2001:2:0:1::100".parse().unwrap()].into_iter().collect();
+        let s = |d: &str| super::source_addr6(&a, d.parse().unwrap(), &vips);
+        assert_eq!(s("2001:2:0:1::21"), Some("2001:2:0:1::11".parse().unwrap()));
+        assert_eq!(s("2001:2:0:7::21"), Some("2001:2:0:9::11".parse().unwrap()));
+        assert_eq!(s("fe80::21"), Some("fe80::1".parse().unwrap()));
+        assert_eq!(
+            super::source_addr6(&a[1..2], "2001:2::1".parse().unwrap(), &vips),
+            None
+        );
+    }
 
     #[test]
     fn routes() {

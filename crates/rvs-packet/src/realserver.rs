@@ -10,6 +10,11 @@
 //!   ([`Decap`]) receives IPIP (and GRE, and GUE on a given port) addressed
 //!   to this host on an AF_PACKET socket and writes the inner packet to a
 //!   TUN device, from which the stack delivers it to the VIP on `lo`.
+//!   Outer headers of both families are decapsulated, so IPv6 services
+//!   and mixed-family TUN work too: IPIP (IPv4 in IPv4), IPv6 in IPv4
+//!   (protocol 41), ip6ip6 (IPv6 next header 41) and IPv4 in IPv6 (next
+//!   header 4), each also in GRE or GUE. An IPv6 VIP always uses the
+//!   user-space decapsulator (the kernel's `ip6tnl0` is not set up).
 //!   `rp_filter` is set to 0 on the tunnel device and `all` (the inner
 //!   source is the client, reachable through another interface), and an
 //!   nftables table `inet rvs-rs` drops the encapsulated packets after the
@@ -19,7 +24,7 @@
 //! teardown restores them (or the kernel defaults if the file is gone).
 
 use crate::sys;
-use rvs_wire::{ethertype, gre, gue, ip_proto, ipip, ipv4, udp};
+use rvs_wire::{ethertype, gre, gue, ip_proto, ipv4, ipv6, udp};
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -33,6 +38,8 @@ use std::time::Duration;
 pub const DECAP_DEV: &str = "rvsdecap0";
 /// nftables table used on real servers.
 pub const RS_TABLE: &str = "rvs-rs";
+/// `ETH_P_ALL`: the decapsulator's socket sees IPv4 and IPv6.
+const ETH_P_ALL: u16 = 0x0003;
 
 fn run(args: &[&str]) -> io::Result<String> {
     let o = Command::new(args[0]).args(&args[1..]).output()?;
@@ -254,7 +261,7 @@ fn nft_rs(install: bool, gue_port: Option<u16>) -> io::Result<()> {
     let mut s = format!("table inet {RS_TABLE} {{}}\ndelete table inet {RS_TABLE}\n");
     if install {
         s += &format!(
-            "table inet {RS_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -300; policy accept;\n    meta l4proto {{ ipip, gre }} fib daddr type local drop\n"
+            "table inet {RS_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -300; policy accept;\n    meta l4proto {{ 4, 41, 47 }} fib daddr type local drop\n"
         );
         if let Some(p) = gue_port {
             s += &format!("    udp dport {p} fib daddr type local drop\n");
@@ -282,17 +289,32 @@ fn nft_rs(install: bool, gue_port: Option<u16>) -> io::Result<()> {
 }
 
 /// Extract the inner IP packet of an IPIP, GRE or GUE (on `gue_port`)
-/// packet. `None` if `pkt` is not one of those.
+/// packet with an outer IPv4 or IPv6 header (IPv4 or IPv6 inner). `None`
+/// if `pkt` is not one of those (or is a fragment).
 pub fn decapsulate(pkt: &[u8], gue_port: Option<u16>) -> Option<&[u8]> {
-    let ip = ipv4::Packet::new_checked(pkt).ok()?;
-    if !ip.verify_checksum() || ip.is_fragment() {
-        return None;
-    }
-    let hl = ip.header_len();
-    let end = usize::from(ip.total_len());
-    let payload = pkt.get(hl..end)?;
-    let inner = match ip.protocol() {
-        ip_proto::IPIP | ip_proto::IPV6 => ipip::decapsulate(&ip).ok()?,
+    let (proto, payload) = match pkt.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(pkt).ok()?;
+            if !ip.verify_checksum() || ip.is_fragment() {
+                return None;
+            }
+            let hl = ip.header_len();
+            let end = usize::from(ip.total_len());
+            (ip.protocol(), pkt.get(hl..end)?)
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(pkt).ok()?;
+            let up = ip.upper_layer().ok()?;
+            if up.fragment.is_some() {
+                return None;
+            }
+            let end = ipv6::HEADER_LEN + usize::from(ip.payload_len());
+            (up.protocol, pkt.get(up.offset..end)?)
+        }
+        _ => return None,
+    };
+    let inner = match proto {
+        ip_proto::IPIP | ip_proto::IPV6 => payload,
         ip_proto::GRE => {
             let g = gre::Packet::new_checked(payload).ok()?;
             let r = gre::Repr::parse(&g).ok()?;
@@ -318,7 +340,13 @@ pub fn decapsulate(pkt: &[u8], gue_port: Option<u16>) -> Option<&[u8]> {
         }
         _ => return None,
     };
-    matches!(inner.first().map(|b| b >> 4), Some(4) | Some(6)).then_some(inner)
+    let want = match proto {
+        ip_proto::IPIP => Some(4),
+        ip_proto::IPV6 => Some(6),
+        _ => None,
+    };
+    let v = inner.first().map(|b| b >> 4)?;
+    ((v == 4 || v == 6) && want.is_none_or(|w| w == v)).then_some(inner)
 }
 
 /// The user-space tunnel decapsulator (AF_PACKET in, TUN out). Stops,
@@ -334,7 +362,8 @@ impl Decap {
     /// GUE is decapsulated when `gue_port` is given.
     pub fn start(interface: &str, dev: &str, gue_port: Option<u16>) -> io::Result<Decap> {
         let ifindex = sys::if_index(interface)?;
-        let sock = sys::DgramSocket::open(ifindex, ethertype::IPV4, Duration::from_millis(100))?;
+        // Every ethertype: outer IPv4 and IPv6 both carry tunnels.
+        let sock = sys::DgramSocket::open(ifindex, ETH_P_ALL, Duration::from_millis(100))?;
         let tun = sys::Tun::create(dev)?;
         run(&["ip", "link", "set", "dev", dev, "up"])?;
         let _ = sysctl_set(&format!("net.ipv4.conf.{dev}.rp_filter"), "0");
@@ -455,6 +484,28 @@ mod test {
             assert!(ip.verify_checksum());
         }
         assert!(decapsulate(&inner(), None).is_none());
+        // IPv6 outer: ip6ip6 and IPv4 in IPv6; the next header must match
+        // the inner version; fragments are not decapsulated.
+        let mut outer6 = vec![0u8; 40];
+        ipv6::Repr {
+            src_addr: "2001:2:0:1::11".parse().unwrap(),
+            dst_addr: "2001:2:0:1::21".parse().unwrap(),
+            next_header: ip_proto::IPIP,
+            payload_len: 28,
+            hop_limit: 63,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut ipv6::Packet::new_unchecked(&mut outer6[..]));
+        outer6.extend(inner());
+        assert_eq!(decapsulate(&outer6, None), Some(&inner()[..]));
+        outer6[6] = ip_proto::IPV6;
+        assert_eq!(decapsulate(&outer6, None), None);
+        outer6[6] = ip_proto::FRAGMENT;
+        assert_eq!(decapsulate(&outer6, None), None);
+        for n in 0..outer6.len() {
+            let _ = decapsulate(&outer6[..n], None);
+        }
         assert!(decapsulate(&[0x45, 0, 0], None).is_none());
     }
 }
