@@ -34,6 +34,11 @@ const BPF_XDP: u32 = 37;
 pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 /// `XDP_FLAGS_DRV_MODE`: native XDP (driver support needed).
 pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// `BPF_F_XDP_HAS_FRAGS` (`prog_flags` of `BPF_PROG_LOAD`, "xdp.frags"):
+/// the program accepts multi-buffer packets (kernel ≥ 5.18). Only its
+/// first buffer is reachable through `data`/`data_end`, which is all this
+/// program reads (headers).
+pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 
 /// The `svc` map key: addresses and port in network byte order, as in the
 /// packet.
@@ -395,6 +400,12 @@ impl Program {
     /// `BPF_PROG_LOAD` an XDP program. On a verifier error the log is in
     /// the error message.
     pub fn load_xdp(insns: &[Insn]) -> io::Result<Program> {
+        Program::load_xdp_flags(insns, 0)
+    }
+
+    /// [`Program::load_xdp`] with `prog_flags` (e.g.
+    /// [`BPF_F_XDP_HAS_FRAGS`]; an older kernel answers `EINVAL`).
+    pub fn load_xdp_flags(insns: &[Insn], prog_flags: u32) -> io::Result<Program> {
         let license = b"GPL\0";
         let mut log = vec![0u8; 1 << 16];
         let mut a = [0u8; 48];
@@ -405,6 +416,8 @@ impl Program {
         put32(&mut a, 24, 1);
         put32(&mut a, 28, log.len() as u32);
         put64(&mut a, 32, log.as_mut_ptr() as u64);
+        // kern_version at 40, prog_flags at 44
+        put32(&mut a, 44, prog_flags);
         match sys_bpf(BPF_PROG_LOAD, &mut a) {
             Ok(fd) => Ok(Program { fd: fd_from(fd) }),
             Err(e) => {

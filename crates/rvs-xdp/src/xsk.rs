@@ -5,6 +5,13 @@
 //! free list, on the fill ring (owned by the kernel until it comes back on
 //! RX), in user space being processed, or on the TX ring (until it comes
 //! back on the completion ring).
+//!
+//! Multi-buffer (`XDP_USE_SG`, kernel ≥ 6.6): a packet larger than one
+//! frame ([`RX_FRAME_LEN`] bytes in copy mode) arrives as a chain of
+//! descriptors, all but the last with `XDP_PKT_CONTD` ([`Desc::contd`]).
+//! [`Xsk::recv`] hands out whole chains only. Without it the kernel drops
+//! such packets before the socket (`XDP_STATISTICS` `rx_dropped`,
+//! [`Xsk::kernel_stats`]). TX is one descriptor per packet.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,6 +20,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// UMEM frame size.
 pub const FRAME_SIZE: u32 = 2048;
+/// Bytes of packet data one RX descriptor holds in copy mode: the kernel
+/// keeps `XDP_PACKET_HEADROOM` (256) at the start of every frame.
+pub const RX_FRAME_LEN: u32 = FRAME_SIZE - 256;
 
 /// Socket geometry.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +33,10 @@ pub struct XskConf {
     pub ring: u32,
     /// Bind in zero-copy mode (driver support needed) instead of copy mode.
     pub zero_copy: bool,
+    /// Ask for multi-buffer RX (`XDP_USE_SG`); if the kernel or driver
+    /// refuses it (`EINVAL` / `EOPNOTSUPP`) the socket is opened without
+    /// it ([`Xsk::multi_buffer`] tells).
+    pub multi_buffer: bool,
 }
 
 impl Default for XskConf {
@@ -31,6 +45,7 @@ impl Default for XskConf {
             frames: 4096,
             ring: 2048,
             zero_copy: false,
+            multi_buffer: true,
         }
     }
 }
@@ -150,10 +165,12 @@ impl Ring {
 }
 
 /// A received frame: UMEM address and length.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Desc {
     pub addr: u64,
     pub len: u32,
+    /// `XDP_PKT_CONTD`: the packet continues in the next descriptor.
+    pub contd: bool,
 }
 
 /// An AF_XDP socket bound to one queue of an interface, with its own UMEM.
@@ -169,6 +186,8 @@ pub struct Xsk {
     pending_tx: u32,
     /// TX frames in flight (on the TX ring or not yet completed).
     pub in_flight: u32,
+    /// Bound with `XDP_USE_SG`.
+    sg: bool,
 }
 
 // SAFETY: the raw pointers point into mappings owned by the struct; the
@@ -196,7 +215,33 @@ fn setopt<T>(fd: RawFd, name: i32, v: &T) -> io::Result<()> {
 impl Xsk {
     /// Create the socket, register the UMEM, map the rings and bind to
     /// `ifindex` / `queue`. The fill ring is primed with half the frames.
+    /// With `conf.multi_buffer`, a bind refused with `EINVAL` (kernel
+    /// before 6.6) or `EOPNOTSUPP` (driver without zero-copy multi-buffer)
+    /// is retried on a new socket without `XDP_USE_SG`.
     pub fn open(ifindex: u32, queue: u32, conf: XskConf) -> io::Result<Xsk> {
+        match Xsk::open_once(ifindex, queue, conf) {
+            Err(e)
+                if conf.multi_buffer
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+                    ) =>
+            {
+                tracing::debug!(error = %e, queue, "AF_XDP bind with XDP_USE_SG refused");
+                Xsk::open_once(
+                    ifindex,
+                    queue,
+                    XskConf {
+                        multi_buffer: false,
+                        ..conf
+                    },
+                )
+            }
+            r => r,
+        }
+    }
+
+    fn open_once(ifindex: u32, queue: u32, conf: XskConf) -> io::Result<Xsk> {
         let frames = conf.frames.next_power_of_two();
         let n = conf.ring.next_power_of_two().min(frames / 2);
         // SAFETY: plain socket(2).
@@ -254,6 +299,11 @@ impl Xsk {
         sa.sxdp_ifindex = ifindex;
         sa.sxdp_queue_id = queue;
         sa.sxdp_flags = libc::XDP_USE_NEED_WAKEUP
+            | if conf.multi_buffer {
+                libc::XDP_USE_SG
+            } else {
+                0
+            }
             | if conf.zero_copy {
                 libc::XDP_ZEROCOPY
             } else {
@@ -283,6 +333,7 @@ impl Xsk {
                 .collect(),
             pending_tx: 0,
             in_flight: 0,
+            sg: conf.multi_buffer,
         };
         x.refill();
         Ok(x)
@@ -290,6 +341,33 @@ impl Xsk {
 
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    /// Bound with `XDP_USE_SG`: packets larger than a frame arrive as
+    /// descriptor chains instead of being dropped by the kernel.
+    pub fn multi_buffer(&self) -> bool {
+        self.sg
+    }
+
+    /// The kernel's counters for this socket (`XDP_STATISTICS`).
+    pub fn kernel_stats(&self) -> io::Result<libc::xdp_statistics> {
+        // SAFETY: zeroed plain-data struct filled by getsockopt.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: st/len valid for writing.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut st as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
     }
 
     /// Give free frames to the kernel, keeping `reserve` for TX.
@@ -315,24 +393,55 @@ impl Xsk {
         }
     }
 
-    /// Take up to `max` received frames.
-    pub fn recv(&mut self, out: &mut Vec<Desc>, max: usize) {
+    /// Take up to `max` received packets: descriptors, a packet larger
+    /// than a frame being a chain whose last descriptor has `contd` unset.
+    /// Only whole chains are taken (the kernel publishes a chain at once; a
+    /// partial one is left on the ring). Returns the number of descriptors
+    /// thrown away: an unterminated chain filling the whole ring, which
+    /// the kernel never produces, is released rather than stalling RX.
+    pub fn recv(&mut self, out: &mut Vec<Desc>, max: usize) -> usize {
         out.clear();
         let (c, n) = self.rx.ready();
-        let k = (n as usize).min(max);
-        for i in 0..k {
+        let (mut taken, mut pkts, mut i) = (0u32, 0usize, 0u32);
+        while i < n && pkts < max {
             // SAFETY: slot published by the kernel.
-            let d = unsafe { *self.rx.desc_at(c.wrapping_add(i as u32)) };
+            let d = unsafe { *self.rx.desc_at(c.wrapping_add(i)) };
+            let contd = d.options & libc::XDP_PKT_CONTD != 0;
             out.push(Desc {
                 addr: d.addr,
                 len: d.len,
+                contd,
             });
+            i += 1;
+            if !contd {
+                pkts += 1;
+                taken = i;
+            }
         }
-        if k > 0 {
+        let mut dropped = 0;
+        if taken == 0 && n >= self.rx.size {
+            dropped = out.len();
+            for d in std::mem::take(out) {
+                self.release(d.addr);
+            }
+            taken = i;
+        }
+        out.truncate(taken as usize);
+        if taken > 0 {
             self.rx
                 .cons()
-                .store(c.wrapping_add(k as u32), Ordering::Release);
+                .store(c.wrapping_add(taken), Ordering::Release);
         }
+        dropped
+    }
+
+    /// The bytes of frame `addr` (`len` long), read-only.
+    pub fn frame(&self, addr: u64, len: u32) -> &[u8] {
+        let a = addr as usize;
+        let l = (len as usize).min(FRAME_SIZE as usize);
+        assert!(a + l <= self.umem.len);
+        // SAFETY: inside the UMEM; the frame is owned by user space now.
+        unsafe { std::slice::from_raw_parts(self.umem.ptr.add(a), l) }
     }
 
     /// The bytes of frame `addr` (`len` long).
@@ -395,10 +504,18 @@ impl Xsk {
     }
 
     /// Wake the kernel to transmit what was queued (copy mode needs a
-    /// `sendto` for every batch).
+    /// `sendto` for every batch). One `sendto` sends at most 32 frames in
+    /// copy mode (`TX_BATCH_SIZE`, then `EAGAIN`), so kick until the kernel
+    /// has taken everything off the TX ring (bounded).
     pub fn flush(&mut self) {
         if self.pending_tx > 0 {
-            self.kick_tx();
+            for _ in 0..(self.tx.size / 32 + 2) {
+                self.kick_tx();
+                self.reclaim();
+                if self.tx.free().1 >= self.tx.size {
+                    break;
+                }
+            }
             self.pending_tx = 0;
         }
         self.reclaim();

@@ -5,6 +5,7 @@
 //! rvs-xdp-lvs --interface eth0 --vip 198.18.0.100:80 --rs 198.18.0.21:80 --rs 198.18.0.22:80 \
 //!     --method dr|nat|tun [--udp] [--sched rr] [--persistent SECS] \
 //!     [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]
+//!     [--no-multi-buffer]
 //! ```
 //!
 //! With `--dump FILE` the table is written every 100 ms: lines
@@ -16,11 +17,12 @@ use rvs_dataplane::Engine;
 use rvs_packet::driver;
 use rvs_xdp::{XdpEngine, XdpMode, XdpOptions};
 
-const USAGE: &str = "usage: rvs-xdp-lvs --interface IF --vip ADDR:PORT --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native]";
+const USAGE: &str = "usage: rvs-xdp-lvs --interface IF --vip ADDR:PORT --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE] [--no-nft] [--queues N] [--native] [--no-multi-buffer]";
 
 fn main() {
     let mut queues: Option<u32> = None;
     let mut native = false;
+    let mut multi_buffer = true;
     let s = driver::setup(USAGE, |flag, val| match flag {
         "--queues" => {
             queues = val().parse().ok();
@@ -30,11 +32,16 @@ fn main() {
             native = true;
             true
         }
+        "--no-multi-buffer" => {
+            multi_buffer = false;
+            true
+        }
         _ => false,
     });
     let mut opts = XdpOptions::new(&s.iface);
     opts.nft = s.nft;
     opts.queues = queues;
+    opts.xsk.multi_buffer = multi_buffer;
     if native {
         opts.mode = XdpMode::Native;
     }
@@ -47,11 +54,12 @@ fn main() {
     });
     engine.reconcile(&[s.listen]);
     eprintln!(
-        "rvs-xdp-lvs: serving {} {} on {} ({} queue(s))",
+        "rvs-xdp-lvs: serving {} {} on {} ({} queue(s), multi-buffer {})",
         s.listen.proto,
         s.listen.addr,
         s.iface,
-        engine.queues()
+        engine.queues(),
+        if engine.multi_buffer() { "on" } else { "off" }
     );
     driver::serve(
         "rvs-xdp-lvs",
