@@ -689,8 +689,9 @@ pub fn fragment(datagram: &[u8], mtu: u16, out: &mut Vec<Vec<u8>>) -> Result<(),
 /// `ignore_df` (IPVS sets it): fragments are at most
 /// `min(mtu, frag_max_size)` bytes, even when the datagram would fit the
 /// MTU (so the real server sees the sizes the client sent); with DF set
-/// (every fragment had DF) and the datagram or the largest fragment larger
-/// than `mtu`, [`FragError::FragNeeded`]; else DF is kept on the fragments.
+/// (every fragment had DF) and the largest fragment larger than `mtu`,
+/// [`FragError::FragNeeded`] (`__mtu_check_toobig_v4`); else DF is kept on
+/// the fragments, as the kernel does.
 /// `frag_max_size` 0 means "not reassembled" (then as [`fragment`]).
 pub fn refragment(
     datagram: &[u8],
@@ -721,7 +722,11 @@ pub fn fragment_frame(
     let mtu = usize::from(mtu);
     let fms = usize::from(frag_max_size);
     let df = p.dont_frag();
-    if df && (tot > mtu || fms > mtu) {
+    // A reassembled datagram (frag_max_size != 0) is checked like IPVS's
+    // __mtu_check_toobig_v4: only its largest fragment must fit; it is then
+    // fragmented with DF kept (ignore_df). Anything else: DF and too big.
+    let too_big = if fms != 0 { fms > mtu } else { tot > mtu };
+    if df && too_big {
         return Err(FragError::FragNeeded { mtu: mtu as u16 });
     }
     let mtu = if fms != 0 { mtu.min(fms) } else { mtu };
@@ -1474,10 +1479,15 @@ mod test {
             p.set_frag(true, false, 0);
             p.fill_checksum();
         }
+        // (datagram 2000 > MTU 1500, but every fragment fitted: the kernel
+        // fragments it again with DF kept, __mtu_check_toobig_v4)
+        out.clear();
+        refragment(&dfd, 1500, 524, &mut out).unwrap();
+        assert_eq!(out.len(), 4);
         out.clear();
         assert_eq!(
-            refragment(&dfd, 1500, 524, &mut out),
-            Err(FragError::FragNeeded { mtu: 1500 })
+            refragment(&dfd, 500, 524, &mut out),
+            Err(FragError::FragNeeded { mtu: 500 })
         );
         assert_eq!(
             refragment(&dfd, 2100, 2200, &mut out),

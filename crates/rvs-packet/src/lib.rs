@@ -4,10 +4,12 @@
 //! IPVS. It receives every frame of one interface on an AF_PACKET socket
 //! with a TPACKET_V2 mmap RX ring ([`sys`]), in batches, classifies them with
 //! `rvs-wire` ([`fwd::classify`]), asks the shared [`rvs_core::Ipvs`] model
-//! what to do with each TCP/UDP/SCTP packet (one lock per batch, one
-//! [`rvs_core::Ipvs::process`] per packet, so connection states, ActiveConn /
-//! InActConn, persistence and `--stats` counters follow the real packets as
-//! in the kernel), rewrites the frame and transmits it on the same interface:
+//! what to do with each TCP/UDP/SCTP packet (one [`rvs_core::Ipvs::process`]
+//! per packet that may change its connection, so connection states,
+//! ActiveConn / InActConn, persistence and `--stats` counters follow the
+//! real packets as in the kernel; packets of steady flows are forwarded
+//! from a per-thread [`flowcache`] and accounted in bulk), rewrites the
+//! frame and transmits it on the same interface:
 //!
 //! * **DR** (`-g`, `ip_vs_dr_xmit`): TTL−1 and the IP checksum; destination
 //!   MAC := the real server's, source MAC := ours. Connections use the
@@ -47,8 +49,32 @@
 //! `threads` RX threads (default 1; more form a PACKET_FANOUT hash group
 //! sharing the model, the ARP cache and the ICMP flow table), each:
 //! `poll` → take every ready ring slot (up to 256)
-//! → classify → one `Ipvs` lock for up to `batch` packets → rewrite a copy
-//! of each frame → queue → one `sendmmsg` per batch (qdisc bypassed).
+//! → classify → flow cache; at most one `Ipvs` lock for up to `batch`
+//! packets, only if one of them is not a cached steady flow (TCP without
+//! SYN/FIN/RST of an ESTABLISHED entry, UDP) → rewrite a copy of each
+//! frame → queue → one `sendmmsg` per batch (qdisc bypassed). Each thread
+//! hands its cached packet/byte counts to the table every 100 ms (also
+//! when idle, from the poll timeout) and on exit; the `cache_*` engine
+//! counters show hits, misses and flushes.
+//!
+//! ## IPv4 fragments
+//! As `nf_defrag_ipv4` does for IPVS, each RX thread reassembles
+//! ([`frag::Reassembler`], limits from `ipfrag_high_thresh` /
+//! `ipfrag_low_thresh` split between the threads, `ipfrag_time`) the
+//! IPv4 fragments addressed to it of TCP/UDP/SCTP/ICMP datagrams to a VIP
+//! and of replies from NAT real servers (PACKET_FANOUT_HASH hashes
+//! fragments on addresses and protocol only, so a datagram's fragments
+//! reach one thread). The datagram then takes the normal path (model,
+//! flow cache, DR/NAT/TUN) and is fragmented again on output to the MTU
+//! and to its largest received fragment ([`frag::fragment_frame`]); with
+//! DF and a largest fragment above the MTU the client gets "fragmentation
+//! needed". TUN encapsulates the whole datagram and fragments the outer
+//! packet (IPv4 outer). A queue that times out with its first fragment
+//! in answers ICMP "fragment reassembly time exceeded" from the VIP. The
+//! same output fragmentation serves non-DF IPv4 packets that no longer
+//! fit after the rewrite (e.g. a 1500-byte datagram in a tunnel). The
+//! nftables table also hides non-first fragments to VIPs and from NAT
+//! real servers from the kernel ([`nft`]).
 //! Frames larger than a slot (GSO super-packets from veth/virtio peers, up
 //! to 64 KiB) arrive through `PACKET_COPY_THRESH` and TCP ones are
 //! segmented in software ([`fwd::segment_tcp`]); transport checksums left
@@ -90,12 +116,20 @@
 //! `curl -6` on 2001:2::/48 (RFC 5180) addresses.
 //!
 //! ## Limits (this version)
-//! Untagged Ethernet; RX threads share one `Mutex<Ipvs>` (locked once per
-//! batch), so they scale parsing and I/O but not the model; IPv4
-//! fragments are left to the kernel (and so dropped by the nft rule when
-//! they carry the VIP port), IPv6 fragments are not forwarded; UDP
-//! datagrams larger than the MTU are not fragmented, nor segmented when
-//! they arrive as UDP GSO (counted in `too_big`); fwmark services are not
+//! Untagged Ethernet; RX threads share one `Mutex<Ipvs>`, locked at most
+//! once per batch and only for packets that are not cached steady flows
+//! (new connections, SYN/FIN/RST, SCTP, NAT replies before ESTABLISHED),
+//! so connection setup does not scale with threads; a cached flow moved
+//! to a deleted destination keeps being forwarded until the next flush
+//! (≤ 100 ms). IPv4 fragments to a VIP of a protocol it serves are all
+//! taken from the kernel, also those to a port that is not served (they
+//! are reassembled and dropped); TUN's outer fragments of a reassembled
+//! DF datagram go without DF (the kernel's `ignore_df` path keeps it);
+//! IPv6 fragments are not
+//! forwarded (nor reassembled), nor are IPv4 datagrams larger than the
+//! tunnel MTU in an IPv6 tunnel; UDP GSO super-packets from a local
+//! sender (partial checksum) are not segmented (counted in `too_big`);
+//! fwmark services are not
 //! matched; related ICMP/ICMPv6 errors are forwarded but not added to the
 //! service counters; ICMP errors about the engine's own tunnel packets
 //! (e.g. "packet too big" from a router between director and real
@@ -191,7 +225,8 @@ pub struct EngineStats {
     pub no_route: AtomicU64,
     /// Dropped: neighbour did not resolve in time (or queue full).
     pub unresolved: AtomicU64,
-    /// Dropped: too big without DF (fragmentation not implemented).
+    /// Dropped: too big and cannot be fragmented (UDP GSO super-packet,
+    /// IPv6, IPv4 in an IPv6 tunnel).
     pub too_big: AtomicU64,
     /// Dropped: malformed frames (bad lengths/checksums).
     pub malformed: AtomicU64,
@@ -201,6 +236,27 @@ pub struct EngineStats {
     pub model_drop: AtomicU64,
     /// Transmit errors.
     pub tx_errors: AtomicU64,
+    /// Packets forwarded from a thread's flow cache (no table lock).
+    pub cache_hits: AtomicU64,
+    /// Cacheable packets whose flow was not cached (went to the table).
+    pub cache_misses: AtomicU64,
+    /// Flow cache flushes (pending counts handed to the table).
+    pub cache_flushes: AtomicU64,
+    /// Cached flows dropped because the configuration changed.
+    pub cache_invalidated: AtomicU64,
+    /// Cached flows the table refused on flush (expired / dead dest).
+    pub cache_refused: AtomicU64,
+    /// IPv4 fragments taken for reassembly (to a VIP, or NAT replies).
+    pub frag_rx: AtomicU64,
+    /// Datagrams reassembled.
+    pub reassembled: AtomicU64,
+    /// Fragments or datagrams dropped by reassembly (duplicate, overlap,
+    /// inconsistent, oversized, bad ECN mix, memory limit).
+    pub reasm_drop: AtomicU64,
+    /// Reassembly queues expired (`ipfrag_time`).
+    pub reasm_timeout: AtomicU64,
+    /// IPv4 fragments sent (datagrams fragmented on output).
+    pub frag_tx: AtomicU64,
 }
 
 impl EngineStats {
@@ -227,6 +283,16 @@ impl EngineStats {
             ("truncated", g(&self.truncated)),
             ("model_drop", g(&self.model_drop)),
             ("tx_errors", g(&self.tx_errors)),
+            ("cache_hits", g(&self.cache_hits)),
+            ("cache_misses", g(&self.cache_misses)),
+            ("cache_flushes", g(&self.cache_flushes)),
+            ("cache_invalidated", g(&self.cache_invalidated)),
+            ("cache_refused", g(&self.cache_refused)),
+            ("frag_rx", g(&self.frag_rx)),
+            ("reassembled", g(&self.reassembled)),
+            ("reasm_drop", g(&self.reasm_drop)),
+            ("reasm_timeout", g(&self.reasm_timeout)),
+            ("frag_tx", g(&self.frag_tx)),
         ]
     }
 }
@@ -249,6 +315,9 @@ struct Inner {
     nft: Mutex<Option<nft::NftTable>>,
     arp: Mutex<ArpCache>,
     flows: Mutex<Flows>,
+    /// IPv4 addresses of NAT real servers (whose reply fragments the
+    /// engine reassembles), refreshed with the nftables rules.
+    nat_srcs: RwLock<Arc<HashSet<Ipv4Addr>>>,
 }
 
 /// What the engine remembers of connections for ICMP errors.
@@ -288,10 +357,20 @@ impl Inner {
     }
 
     fn sync_nft(&self) {
+        let nat = self.nat_dests();
+        let srcs: HashSet<Ipv4Addr> = nat
+            .iter()
+            .filter_map(|(_, a)| match a.ip() {
+                IpAddr::V4(v) => Some(v),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        if **self.nat_srcs.read() != srcs {
+            *self.nat_srcs.write() = Arc::new(srcs);
+        }
         let mut g = self.nft.lock();
         let Some(t) = g.as_mut() else { return };
         let keys = self.wanted.read().keys.clone();
-        let nat = self.nat_dests();
         if let Err(e) = t.apply(&keys, &nat) {
             tracing::warn!(error = %e, "installing the nftables table failed");
         }
@@ -349,6 +428,7 @@ impl PacketEngine {
             nft: Mutex::new(nft),
             arp: Mutex::new(ArpCache::new()),
             flows: Mutex::new(Flows::default()),
+            nat_srcs: RwLock::new(Arc::new(HashSet::new())),
         });
         if let Ok(t) = std::fs::read_to_string("/proc/net/arp") {
             inner
@@ -455,7 +535,180 @@ struct Worker {
     txlens: Vec<(usize, usize)>,
     ident: u16,
     ticks: [Instant; 3],
+    /// This thread's steady flows, forwarded without the table lock.
+    cache: flowcache::FlowCache,
+    /// Cache counters already added to [`EngineStats`].
+    cache_published: flowcache::CacheStats,
+    /// This thread's IPv4 reassembly queues (PACKET_FANOUT_HASH hashes
+    /// fragments on addresses and protocol only, so all fragments of a
+    /// datagram reach the same thread).
+    reasm: frag::Reassembler,
+    /// The job being forwarded: largest fragment of a reassembled
+    /// datagram (0: not reassembled), output fragments are at most this.
+    frag_max: u16,
+    /// The job being forwarded came with a partial checksum (a local
+    /// sender's offload: a UDP frame larger than the MTU is then a GSO
+    /// super-packet, not a datagram to fragment).
+    partial: bool,
+    /// Output fragments.
+    pieces: Vec<Vec<u8>>,
+    /// Reassembly timeouts already added to [`EngineStats`].
+    reasm_timeouts: u64,
 }
+
+/// Where a job's frame is: a ring slot of the batch, or a datagram the
+/// reassembler returned.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    Ring(usize),
+    Reasm(usize),
+}
+
+/// Frames of one batch sorted by what they need.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<(Src, Job, rvs_core::Packet)>,
+    icmps: Vec<(Src, IcmpError)>,
+    icmps6: Vec<(Src, IcmpError6)>,
+    learn: Vec<(IpAddr, Mac)>,
+}
+
+/// Put a classified frame (from the ring or reassembled) where the batch
+/// needs it: TCP/UDP/SCTP to a served VIP:port (In) or from a real server
+/// to a non-local address (Out, NAT replies), related ICMP errors, ARP /
+/// neighbour learning, malformed counts.
+fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, b: &mut Batch) {
+    match c {
+        Classified::Arp(r) => b
+            .learn
+            .push((r.source_protocol_addr.into(), r.source_hardware_addr)),
+        Classified::Neighbor { ip, mac } => b.learn.push((ip.into(), mac)),
+        Classified::Flow6(fl) => {
+            if fl.dst_mac != info.mac {
+                return;
+            }
+            let dir = if wanted.set6.contains(&(fl.proto, fl.dst)) {
+                Dir::In
+            } else if !info.addrs6.iter().any(|(x, _)| x == fl.dst.ip())
+                && !wanted.vips6.contains(fl.dst.ip())
+            {
+                Dir::Out
+            } else {
+                return;
+            };
+            let pkt = rvs_core::Packet {
+                fwmark: 0,
+                proto: fl.proto,
+                src: SocketAddr::V6(fl.src),
+                dst: SocketAddr::V6(fl.dst),
+                tcp_flags: TcpFlags(fl.flags),
+                len: fl.l3_len,
+                dir,
+            };
+            let job = if dir == Dir::In {
+                Job::In6(fl)
+            } else {
+                Job::Out6(fl)
+            };
+            b.jobs.push((src, job, pkt));
+        }
+        Classified::Flow(fl) => {
+            if fl.dst_mac != info.mac {
+                return;
+            }
+            let dir = if wanted.set.contains(&(fl.proto, fl.dst)) {
+                Dir::In
+            } else if !info.addrs.iter().any(|(x, _)| x == fl.dst.ip())
+                && !wanted.vips.contains(fl.dst.ip())
+            {
+                Dir::Out
+            } else {
+                return;
+            };
+            let pkt = rvs_core::Packet {
+                fwmark: 0,
+                proto: fl.proto,
+                src: SocketAddr::V4(fl.src),
+                dst: SocketAddr::V4(fl.dst),
+                tcp_flags: TcpFlags(fl.flags),
+                len: u32::from(fl.l3_len),
+                dir,
+            };
+            let job = if dir == Dir::In {
+                Job::In(fl)
+            } else {
+                Job::Out(fl)
+            };
+            b.jobs.push((src, job, pkt));
+        }
+        Classified::IcmpError(e) if e.dst_mac == info.mac => b.icmps.push((src, e)),
+        Classified::IcmpError6(e) if e.dst_mac == info.mac => b.icmps6.push((src, e)),
+        _ => {}
+    }
+}
+
+/// Whether the IPv4 fragment `frame` (to `dst`) is the engine's to
+/// reassemble, as `nf_defrag_ipv4` would for IPVS: addressed to our MAC,
+/// and TCP/UDP/SCTP/ICMP to a served VIP, or from a NAT real server to a
+/// non-local address (a reply to translate).
+fn frag_wanted(
+    info: &IfInfo,
+    frame: &[u8],
+    dst: Ipv4Addr,
+    wanted: &Wanted,
+    nat_srcs: &HashSet<Ipv4Addr>,
+) -> bool {
+    if frame.get(..6) != Some(&info.mac.0[..]) {
+        return false;
+    }
+    let Some(ip) = frame
+        .get(fwd::ETH_LEN..)
+        .and_then(|b| rvs_wire::ipv4::Packet::new_checked(b).ok())
+    else {
+        return false;
+    };
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    const SCTP: u8 = 132;
+    const ICMP: u8 = 1;
+    let proto = ip.protocol();
+    if wanted.vips.contains(&dst) {
+        return matches!(proto, TCP | UDP | SCTP | ICMP);
+    }
+    nat_srcs.contains(&ip.src_addr())
+        && matches!(proto, TCP | UDP | SCTP)
+        && !info.addrs.iter().any(|(x, _)| *x == dst)
+}
+
+/// Reassembly limits: the kernel's `ipfrag_*` sysctls, the memory split
+/// between the RX threads.
+fn frag_config(threads: usize) -> frag::Config {
+    let read = |n: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{n}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let n = threads.max(1);
+    let mut c = frag::Config {
+        headroom: fwd::ETH_LEN,
+        ..frag::Config::default()
+    };
+    if let (Some(h), Some(l)) = (read("ipfrag_high_thresh"), read("ipfrag_low_thresh")) {
+        if l <= h && h > 0 {
+            c.high_thresh = (h as usize / n).max(64 * 1024);
+            c.low_thresh = (l as usize / n).min(c.high_thresh);
+        }
+    }
+    if let Some(t) = read("ipfrag_time").filter(|t| *t > 0) {
+        c.timeout = Duration::from_secs(t);
+    }
+    c
+}
+
+/// Flows one RX thread's cache holds at most.
+const FLOW_CACHE_CAP: usize = 65536;
 
 enum Job {
     In(Flow),
@@ -467,6 +720,7 @@ enum Job {
 impl Worker {
     fn new(id: usize, inner: Arc<Inner>, sock: sys::PacketSocket, info: IfInfo) -> Worker {
         let now = Instant::now();
+        let reasm = frag::Reassembler::new(frag_config(inner.opts.threads));
         let mut w = Worker {
             id,
             inner,
@@ -481,6 +735,13 @@ impl Worker {
             txlens: Vec::with_capacity(TX_BATCH),
             ident: 1,
             ticks: [now; 3],
+            cache: flowcache::FlowCache::new(FLOW_CACHE_CAP),
+            cache_published: flowcache::CacheStats::default(),
+            reasm,
+            frag_max: 0,
+            partial: false,
+            pieces: Vec::new(),
+            reasm_timeouts: 0,
         };
         w.refresh_if();
         w
@@ -543,9 +804,96 @@ impl Worker {
             }
             self.tick();
         }
+        // Hand the last cached counts to the table.
+        if !self.cache.is_empty() {
+            let now = self.inner.shared.now();
+            let mut ipvs = self.inner.shared.ipvs.lock();
+            self.cache.flush(&mut ipvs, now);
+        }
+        self.publish_cache_stats();
+    }
+
+    /// Flush the flow cache's counts to the table if due (every
+    /// [`flowcache::FlowCache::FLUSH_EVERY`], so counters and timers are
+    /// current even when every packet hits the cache).
+    fn flush_cache_if_due(&mut self) {
+        let now = self.inner.shared.now();
+        if self.cache.flush_due(now) {
+            let mut ipvs = self.inner.shared.ipvs.lock();
+            self.cache.flush(&mut ipvs, now);
+        }
+        self.publish_cache_stats();
+    }
+
+    /// Expire reassembly queues (`ip_expire`): a datagram to a VIP whose
+    /// first fragment had arrived is answered with ICMP "time exceeded /
+    /// fragment reassembly time exceeded" from the VIP, quoting it.
+    fn expire_frags(&mut self) {
+        let expired = self.reasm.expire(Instant::now());
+        let t = self.reasm.stats().timeouts;
+        if t > self.reasm_timeouts {
+            self.inner
+                .stats
+                .reasm_timeout
+                .fetch_add(t - self.reasm_timeouts, Ordering::Relaxed);
+            self.reasm_timeouts = t;
+        }
+        if expired.is_empty() {
+            return;
+        }
+        let wanted = self.inner.wanted.read().clone();
+        let mut out = std::mem::take(&mut self.out);
+        for e in expired {
+            let Some(first) = e.first_fragment else {
+                continue;
+            };
+            if !wanted.vips.contains(&e.key.dst) {
+                continue;
+            }
+            let ok = fwd::icmp_error_frame(
+                &mut out,
+                (self.info.mac, Mac::ZERO),
+                e.key.dst,
+                &first,
+                icmpv4::msg_type::TIME_EXCEEDED,
+                frag::CODE_FRAG_REASM_TIME_EXCEEDED,
+                0,
+            )
+            .is_ok();
+            if ok {
+                EngineStats::inc(&self.inner.stats.icmp_sent);
+                self.route_and_send(&mut out, e.key.src);
+            }
+        }
+        self.out = out;
+        self.flush();
+    }
+
+    /// Add the flow cache counters gained since the last call to
+    /// [`EngineStats`].
+    fn publish_cache_stats(&mut self) {
+        let (c, p) = (self.cache.stats(), self.cache_published);
+        if c == p {
+            return;
+        }
+        let st = &self.inner.stats;
+        for (a, new, old) in [
+            (&st.cache_hits, c.hits, p.hits),
+            (&st.cache_misses, c.misses, p.misses),
+            (&st.cache_flushes, c.flushes, p.flushes),
+            (&st.cache_invalidated, c.invalidated, p.invalidated),
+            (&st.cache_refused, c.refused, p.refused),
+        ] {
+            if new > old {
+                a.fetch_add(new - old, Ordering::Relaxed);
+            }
+        }
+        self.cache_published = c;
     }
 
     fn tick(&mut self) {
+        self.flush_cache_if_due();
+        self.expire_frags();
         let now = Instant::now();
         if now.duration_since(self.ticks[1]) >= Duration::from_secs(1) {
             self.ticks[1] = now;
@@ -600,95 +948,98 @@ impl Worker {
     fn handle_batch(&mut self, frames: &[sys::RxFrame]) {
         let st = &self.inner.stats;
         let wanted = self.inner.wanted.read().clone();
-        let mut jobs: Vec<(usize, Job, rvs_core::Packet)> = Vec::with_capacity(frames.len());
-        let mut icmps: Vec<(usize, IcmpError)> = Vec::new();
-        let mut icmps6: Vec<(usize, IcmpError6)> = Vec::new();
-        let mut learn: Vec<(IpAddr, Mac)> = Vec::new();
+        let mut b = Batch {
+            jobs: Vec::with_capacity(frames.len()),
+            ..Batch::default()
+        };
+        // Datagrams completed by fragments of this batch (with their
+        // largest fragment's size).
+        let mut reasm: Vec<(Vec<u8>, u16)> = Vec::new();
+        let mut nat_srcs = None;
         for (i, f) in frames.iter().enumerate() {
             if f.pkttype == sys::PACKET_OUTGOING {
                 continue;
             }
             EngineStats::inc(&st.rx);
-            let c = fwd::classify(self.sock.frame(f));
+            let frame = self.sock.frame(f);
+            let c = fwd::classify(frame);
             if f.len < f.wire_len {
                 if matches!(c, Classified::Flow(fl) if wanted.set.contains(&(fl.proto, fl.dst))) {
                     EngineStats::inc(&st.truncated);
                 }
                 continue;
             }
-            match c {
-                Classified::Arp(r) => {
-                    learn.push((r.source_protocol_addr.into(), r.source_hardware_addr))
+            if let Classified::OtherIpv4 {
+                dst,
+                fragment: true,
+            } = c
+            {
+                let nat = nat_srcs.get_or_insert_with(|| self.inner.nat_srcs.read().clone());
+                if !frag_wanted(&self.info, frame, dst, &wanted, nat) {
+                    continue;
                 }
-                Classified::Neighbor { ip, mac } => learn.push((ip.into(), mac)),
-                Classified::Flow6(fl) => {
-                    if fl.dst_mac != self.info.mac {
-                        continue;
+                EngineStats::inc(&st.frag_rx);
+                let l3 = frame.get(fwd::ETH_LEN..).unwrap_or_default();
+                match self.reasm.push_full(Instant::now(), l3) {
+                    Ok(Some(mut r)) => {
+                        EngineStats::inc(&st.reassembled);
+                        let Some(eth) = r.datagram.get_mut(..fwd::ETH_LEN) else {
+                            continue;
+                        };
+                        eth.copy_from_slice(&frame[..fwd::ETH_LEN]);
+                        let c = fwd::classify(&r.datagram);
+                        if matches!(c, Classified::Malformed(_)) {
+                            EngineStats::inc(&st.malformed);
+                        }
+                        sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, &mut b);
+                        reasm.push((r.datagram, r.frag_max_size));
                     }
-                    let dir = if wanted.set6.contains(&(fl.proto, fl.dst)) {
-                        Dir::In
-                    } else if !self.is_local6(fl.dst.ip()) && !wanted.vips6.contains(fl.dst.ip()) {
-                        Dir::Out
-                    } else {
-                        continue;
-                    };
-                    let pkt = rvs_core::Packet {
-                        fwmark: 0,
-                        proto: fl.proto,
-                        src: SocketAddr::V6(fl.src),
-                        dst: SocketAddr::V6(fl.dst),
-                        tcp_flags: TcpFlags(fl.flags),
-                        len: fl.l3_len,
-                        dir,
-                    };
-                    let job = if dir == Dir::In {
-                        Job::In6(fl)
-                    } else {
-                        Job::Out6(fl)
-                    };
-                    jobs.push((i, job, pkt));
+                    Ok(None) => {}
+                    Err(frag::FragError::Malformed(_)) => EngineStats::inc(&st.malformed),
+                    Err(_) => EngineStats::inc(&st.reasm_drop),
                 }
-                Classified::Flow(fl) => {
-                    if fl.dst_mac != self.info.mac {
-                        continue;
-                    }
-                    let dir = if wanted.set.contains(&(fl.proto, fl.dst)) {
-                        Dir::In
-                    } else if !self.is_local(fl.dst.ip()) && !wanted.vips.contains(fl.dst.ip()) {
-                        Dir::Out
-                    } else {
-                        continue;
-                    };
-                    let pkt = rvs_core::Packet {
-                        fwmark: 0,
-                        proto: fl.proto,
-                        src: SocketAddr::V4(fl.src),
-                        dst: SocketAddr::V4(fl.dst),
-                        tcp_flags: TcpFlags(fl.flags),
-                        len: u32::from(fl.l3_len),
-                        dir,
-                    };
-                    let job = if dir == Dir::In {
-                        Job::In(fl)
-                    } else {
-                        Job::Out(fl)
-                    };
-                    jobs.push((i, job, pkt));
-                }
-                Classified::IcmpError(e) if e.dst_mac == self.info.mac => icmps.push((i, e)),
-                Classified::IcmpError6(e) if e.dst_mac == self.info.mac => icmps6.push((i, e)),
-                Classified::Malformed(_) => EngineStats::inc(&st.malformed),
-                _ => {}
+                continue;
             }
+            if matches!(c, Classified::Malformed(_)) {
+                EngineStats::inc(&st.malformed);
+            }
+            sort_frame(&self.info, c, Src::Ring(i), &wanted, &mut b);
         }
-        // One model lock for the whole batch.
+        let Batch {
+            jobs,
+            icmps,
+            icmps6,
+            learn,
+        } = b;
+        // Packets of steady flows are forwarded from this thread's flow
+        // cache; the model is locked (once) from the first packet that
+        // needs it, and the rest of the batch goes in order under the lock.
         let mut verdicts = Vec::with_capacity(jobs.len());
         if !jobs.is_empty() {
             let now = self.inner.shared.now();
-            let mut ipvs = self.inner.shared.ipvs.lock();
+            let mut guard = None;
             for (_, _, p) in &jobs {
-                verdicts.push(ipvs.process(now, p, &[]));
+                let key = flowcache::FlowKey {
+                    proto: p.proto,
+                    src: p.src,
+                    dst: p.dst,
+                };
+                if let Some(v) = self.cache.hit(now, &key, p.tcp_flags, p.len) {
+                    verdicts.push(v);
+                    continue;
+                }
+                let ipvs = guard.get_or_insert_with(|| self.inner.shared.ipvs.lock());
+                self.cache.take(ipvs, &key);
+                let v = ipvs.process(now, p, &[]);
+                self.cache.learn(ipvs, now, key, p.dir, v);
+                verdicts.push(v);
             }
+            if self.cache.flush_due(now) {
+                let ipvs = guard.get_or_insert_with(|| self.inner.shared.ipvs.lock());
+                self.cache.flush(ipvs, now);
+            }
+            drop(guard);
+            self.publish_cache_stats();
         }
         let now = Instant::now();
         let mut acts = Actions::default();
@@ -699,37 +1050,54 @@ impl Worker {
             }
         }
         self.do_actions(acts);
-        for ((i, job, _), v) in jobs.into_iter().zip(verdicts) {
-            let f = frames[i];
-            self.load(&f);
+        for ((src, job, _), v) in jobs.into_iter().zip(verdicts) {
+            let partial = self.load(src, frames, &mut reasm);
             match job {
                 Job::In(fl) => self.forward_in(&fl, v, &wanted),
                 Job::Out(fl) => self.forward_out(&fl, v),
-                Job::In6(fl) => self.forward_in6(&fl, v, f.csum_not_ready, &wanted),
-                Job::Out6(fl) => self.forward_out6(&fl, v, f.csum_not_ready),
+                Job::In6(fl) => self.forward_in6(&fl, v, partial, &wanted),
+                Job::Out6(fl) => self.forward_out6(&fl, v, partial),
             }
         }
-        for (i, e) in icmps {
-            let f = frames[i];
-            self.load(&f);
+        for (src, e) in icmps {
+            self.load(src, frames, &mut reasm);
             self.forward_icmp(&e, &wanted);
         }
-        for (i, e) in icmps6 {
-            let f = frames[i];
-            self.load(&f);
+        for (src, e) in icmps6 {
+            self.load(src, frames, &mut reasm);
             self.forward_icmp6(&e, &wanted);
         }
+        self.frag_max = 0;
+        self.partial = false;
         self.flush();
     }
 
-    /// Copy a ring frame into the working buffer, completing a partial
-    /// transport checksum.
-    fn load(&mut self, f: &sys::RxFrame) {
+    /// Put a job's frame in the working buffer: a ring frame is copied
+    /// (a partial transport checksum completed), a reassembled datagram
+    /// moved. Returns whether the checksum was partial.
+    fn load(&mut self, src: Src, frames: &[sys::RxFrame], reasm: &mut [(Vec<u8>, u16)]) -> bool {
         self.buf.clear();
-        self.buf.extend_from_slice(self.sock.frame(f));
-        if f.csum_not_ready {
-            let _ = fwd::complete_l4_checksum(&mut self.buf, fwd::ETH_LEN);
+        match src {
+            Src::Ring(i) => {
+                let Some(f) = frames.get(i) else {
+                    return false;
+                };
+                self.buf.extend_from_slice(self.sock.frame(f));
+                if f.csum_not_ready {
+                    let _ = fwd::complete_l4_checksum(&mut self.buf, fwd::ETH_LEN);
+                }
+                self.frag_max = 0;
+                self.partial = f.csum_not_ready;
+            }
+            Src::Reasm(k) => {
+                if let Some((d, max)) = reasm.get_mut(k) {
+                    std::mem::swap(&mut self.buf, d);
+                    self.frag_max = *max;
+                }
+                self.partial = false;
+            }
         }
+        self.partial
     }
 
     fn forward_in(&mut self, fl: &Flow, v: Verdict, wanted: &Wanted) {
@@ -757,7 +1125,9 @@ impl Worker {
                 }
                 let hash = fwd::flow_hash(fl);
                 let mut buf = std::mem::take(&mut self.buf);
-                if usize::from(fl.l3_len) > usize::from(self.info.mtu) && fl.proto == Protocol::Tcp
+                if usize::from(fl.l3_len) > usize::from(self.info.mtu)
+                    && fl.proto == Protocol::Tcp
+                    && self.frag_max == 0
                 {
                     // A GSO super-packet (virtual NICs): segment in software.
                     let mut segs = std::mem::take(&mut self.segs);
@@ -816,15 +1186,17 @@ impl Worker {
         let st = &self.inner.stats;
         match (fwd, dest) {
             (FwdMethod::Route, SocketAddr::V4(dest)) => {
+                self.check_mtu(buf, fl.l3)?;
                 fwd::dr(buf, fl.l3)?;
                 EngineStats::inc(&st.dr);
                 // KNOWN_NH: the real server itself is the next hop.
-                self.send_to(buf, *dest.ip());
+                self.send_frags(buf, fl.l3, *dest.ip(), false);
             }
             (FwdMethod::Masq, SocketAddr::V4(dest)) => {
+                self.check_mtu(buf, fl.l3)?;
                 fwd::nat_in(buf, fl, dest)?;
                 EngineStats::inc(&st.nat_in);
-                self.route_and_send(buf, *dest.ip());
+                self.send_frags(buf, fl.l3, *dest.ip(), true);
             }
             (FwdMethod::Tunnel, d) => self.tunnel(
                 buf,
@@ -862,7 +1234,7 @@ impl Worker {
             return Ok(());
         };
         self.ident = self.ident.wrapping_add(1);
-        let t = fwd::Tunnel {
+        let mut t = fwd::Tunnel {
             kind: tun.0,
             port: tun.1,
             csum: tun.2,
@@ -872,6 +1244,25 @@ impl Worker {
             pmtu_disc: self.inner.opts.pmtu_disc,
             mtu: self.info.mtu,
         };
+        // An IPv4 packet over IPv4 that may be fragmented (no DF, or a
+        // reassembled datagram whose fragments fit the tunnel MTU) is
+        // encapsulated whole and the outer packet fragmented, as the
+        // kernel's output path does (`ignore_df`).
+        let inner = buf
+            .get(l3..)
+            .and_then(|b| rvs_wire::ipv4::Packet::new_checked(b).ok())
+            .map(|p| p.dont_frag());
+        let mut frag_outer = false;
+        if let (Some(df), true) = (inner, dest.is_ipv4()) {
+            let imtu = t.inner_mtu();
+            if df && self.frag_max > imtu {
+                return Err(Fail::FragNeeded(imtu));
+            }
+            if (!df || self.frag_max != 0) && !(self.partial && l3_len > usize::from(imtu)) {
+                frag_outer = true;
+                t.mtu = u16::MAX;
+            }
+        }
         let mut out = std::mem::take(&mut self.out);
         let r = fwd::tun_encap_any(
             buf,
@@ -884,10 +1275,90 @@ impl Worker {
         );
         if r.is_ok() {
             EngineStats::inc(&self.inner.stats.tun);
-            self.route_and_send(&mut out, dest);
+            if frag_outer && out.len() > fwd::ETH_LEN + usize::from(self.info.mtu) {
+                if let IpAddr::V4(d) = dest {
+                    // The outer header copied DF from the inner packet;
+                    // the fragments go without it (ignore_df).
+                    if let Ok(mut ip) =
+                        rvs_wire::ipv4::Packet::new_checked(&mut out[fwd::ETH_LEN..])
+                    {
+                        ip.set_frag(false, false, 0);
+                        ip.fill_checksum();
+                    }
+                    let max = std::mem::replace(&mut self.frag_max, 0);
+                    self.send_frags(&mut out, fwd::ETH_LEN, d, true);
+                    self.frag_max = max;
+                }
+            } else {
+                self.route_and_send(&mut out, dest);
+            }
         }
         self.out = out;
         r
+    }
+
+    /// Before rewriting the IPv4 packet at `l3` of `buf` for output on
+    /// our interface: a packet with DF that does not fit (a reassembled
+    /// one: whose largest fragment does not fit) gets "fragmentation
+    /// needed", as `__mtu_check_toobig_v4`; a UDP GSO super-packet from a
+    /// local sender (partial checksum) cannot be sent (no UDP
+    /// segmentation).
+    fn check_mtu(&self, buf: &[u8], l3: usize) -> Result<(), Fail> {
+        let ip = rvs_wire::ipv4::Packet::new_checked(buf.get(l3..).ok_or(Fail::Malformed)?)?;
+        let mtu = self.info.mtu;
+        if self.frag_max != 0 {
+            if ip.dont_frag() && self.frag_max > mtu {
+                return Err(Fail::FragNeeded(mtu));
+            }
+            return Ok(());
+        }
+        if ip.total_len() <= mtu {
+            return Ok(());
+        }
+        if self.partial {
+            return Err(Fail::TooBig);
+        }
+        if ip.dont_frag() {
+            return Err(Fail::FragNeeded(mtu));
+        }
+        Ok(())
+    }
+
+    /// Send the IPv4 packet at `l3` of `buf` toward `dst` (`route`: via
+    /// the route's next hop, else `dst` is the neighbour), fragmented to
+    /// the MTU — and, for a reassembled datagram, to its largest
+    /// fragment (`ip_fragment` of a forwarded reassembled skb).
+    fn send_frags(&mut self, buf: &mut [u8], l3: usize, dst: Ipv4Addr, route: bool) {
+        let st = &self.inner.stats;
+        let fits = rvs_wire::ipv4::Packet::new_checked(buf.get(l3..).unwrap_or_default())
+            .is_ok_and(|p| p.total_len() <= self.info.mtu);
+        if self.frag_max == 0 && fits {
+            if route {
+                self.route_and_send(buf, dst);
+            } else {
+                self.send_to(buf, dst);
+            }
+            return;
+        }
+        let mut pieces = std::mem::take(&mut self.pieces);
+        pieces.clear();
+        match frag::fragment_frame(buf, l3, self.info.mtu, self.frag_max, &mut pieces) {
+            Ok(()) => {
+                if pieces.len() > 1 {
+                    st.frag_tx.fetch_add(pieces.len() as u64, Ordering::Relaxed);
+                }
+                for p in pieces.iter_mut() {
+                    if route {
+                        self.route_and_send(p, dst);
+                    } else {
+                        self.send_to(p, dst);
+                    }
+                }
+            }
+            Err(frag::FragError::Malformed(_)) => EngineStats::inc(&st.malformed),
+            Err(_) => EngineStats::inc(&st.too_big),
+        }
+        self.pieces = pieces;
     }
 
     /// React to a forwarding failure of the packet at `l3` of `orig`.
@@ -1104,7 +1575,10 @@ impl Worker {
             return;
         };
         let mut buf = std::mem::take(&mut self.buf);
-        if usize::from(fl.l3_len) > usize::from(self.info.mtu) && fl.proto == Protocol::Tcp {
+        if usize::from(fl.l3_len) > usize::from(self.info.mtu)
+            && fl.proto == Protocol::Tcp
+            && self.frag_max == 0
+        {
             let mut segs = std::mem::take(&mut self.segs);
             segs.clear();
             if fwd::segment_tcp(&buf, fl.l3, self.info.mtu, &mut segs).is_ok() {
@@ -1124,10 +1598,13 @@ impl Worker {
     }
 
     fn nat_out_one(&mut self, buf: &mut [u8], fl: &Flow, vaddr: SocketAddrV4) {
-        match fwd::nat_out(buf, fl, vaddr) {
+        match self
+            .check_mtu(buf, fl.l3)
+            .and_then(|()| fwd::nat_out(buf, fl, vaddr))
+        {
             Ok(()) => {
                 EngineStats::inc(&self.inner.stats.nat_out);
-                self.route_and_send(buf, *fl.dst.ip());
+                self.send_frags(buf, fl.l3, *fl.dst.ip(), true);
             }
             Err(e) => self.fail(buf, fl.l3, *vaddr.ip(), e),
         }

@@ -15,6 +15,13 @@
 //! `ip_forward=1` does not forward the un-translated reply next to the
 //! engine's translated one.
 //!
+//! IPv4 fragments: the engine reassembles fragments to VIPs and from NAT
+//! real servers itself ([`crate::frag`]). A port rule only matches a
+//! first fragment (nftables cannot see the ports of the others), so each
+//! (VIP, protocol) and (NAT real server, protocol) also gets a rule
+//! dropping non-first fragments (`ip frag-off & 0x1fff != 0`): the kernel
+//! must neither reassemble them nor forward them.
+//!
 //! The table is `inet <name>` (default `rvs`), owned by the engine: created
 //! on the first reconcile, replaced atomically on each change (one `nft -f`
 //! transaction), deleted on shutdown/drop. An XDP program would avoid the
@@ -64,6 +71,7 @@ pub fn ruleset(
     let mut s = format!(
         "table inet {name} {{}}\nflush table inet {name}\ntable inet {name} {{\n  chain prerouting {{\n    type filter hook prerouting priority -300; policy accept;\n"
     );
+    let mut frags: Vec<(Protocol, IpAddr)> = Vec::new();
     for (p, a) in vips {
         s += &format!(
             "    iifname \"{iface}\" {} daddr {} {} dport {} drop\n",
@@ -72,8 +80,17 @@ pub fn ruleset(
             l4(*p),
             a.port()
         );
+        if a.is_ipv4() && !frags.contains(&(*p, a.ip())) {
+            frags.push((*p, a.ip()));
+            s += &format!(
+                "    iifname \"{iface}\" ip daddr {} ip protocol {} ip frag-off & 0x1fff != 0 drop\n",
+                a.ip(),
+                l4(*p),
+            );
+        }
     }
     if fib {
+        frags.clear();
         for (p, a) in nat_dests {
             s += &format!(
                 "    iifname \"{iface}\" {} saddr {} {} sport {} fib daddr type != local drop\n",
@@ -82,6 +99,14 @@ pub fn ruleset(
                 l4(*p),
                 a.port()
             );
+            if a.is_ipv4() && !frags.contains(&(*p, a.ip())) {
+                frags.push((*p, a.ip()));
+                s += &format!(
+                    "    iifname \"{iface}\" ip saddr {} ip protocol {} ip frag-off & 0x1fff != 0 fib daddr type != local drop\n",
+                    a.ip(),
+                    l4(*p),
+                );
+            }
         }
     }
     s += "  }\n}\n";
@@ -186,6 +211,10 @@ mod test {
         );
         assert!(s.contains("iifname \"eth0\" ip daddr 198.18.0.100 tcp dport 80 drop"));
         assert!(s.contains("ip saddr 198.18.0.21 tcp sport 80 fib daddr type != local drop"));
+        assert!(s.contains("ip daddr 198.18.0.100 ip protocol tcp ip frag-off & 0x1fff != 0 drop"));
+        assert!(s.contains(
+            "ip saddr 198.18.0.21 ip protocol tcp ip frag-off & 0x1fff != 0 fib daddr type != local drop"
+        ));
         assert!(s.starts_with("table inet rvs {}\nflush table inet rvs\n"));
     }
 }

@@ -144,6 +144,26 @@ fn dr() {
     hold_conn(&mut s.lab, "hold");
     let d = wait_state(&s, "ESTABLISHED", 1);
     assert_eq!(d.svc[0], 5);
+    // Several requests on one keep-alive connection: after the handshake
+    // the client's packets are forwarded from the RX thread's flow cache,
+    // and the flushed counts reach the table.
+    let before = read_dump(&s.dump).map(|d| d.svc[1]).unwrap_or(0);
+    let url = format!("http://{VIP}/");
+    let o = s.lab.exec(
+        "client",
+        &["curl", "-s", "-m", "5", &url, &url, &url, &url, &url],
+    );
+    let body = String::from_utf8_lossy(&o.stdout).replace('\n', "");
+    assert!(
+        o.status.success() && (body == "rs1".repeat(5) || body == "rs2".repeat(5)),
+        "keep-alive: {body:?}"
+    );
+    let d = wait_for(Duration::from_secs(3), || {
+        read_dump(&s.dump)
+            .filter(|d| d.engine("cache_hits") >= 5 && d.svc[0] == 6 && d.svc[1] >= before + 10)
+    })
+    .unwrap_or_else(|| panic!("no cache hits: {:?}", read_dump(&s.dump)));
+    assert!(d.svc[1] >= before + 10, "InPkts {} -> {}", before, d.svc[1]);
     stop_engine(&mut s);
 }
 
@@ -442,4 +462,144 @@ fn nat_udp_icmp() {
         read_dump(&dump).filter(|d| d.engine("icmp_fwd") >= 1)
     });
     assert!(d.is_some(), "icmp_fwd not counted");
+}
+
+/// UDP echo on ADDR:5353 (argv[1]) answering `LEN:SHA1` padded to the
+/// request's length (so a large request gets a large, fragmented reply).
+/// (DR binds the VIP so the reply's source is the VIP.)
+const FRAG_ECHO: &str = "import socket,hashlib,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind((sys.argv[1],5353))\nwhile True:\n d,a=s.recvfrom(65535)\n print(len(d),a[0],flush=True)\n r=('%d:%s:' % (len(d), hashlib.sha1(d).hexdigest())).encode()\n s.sendto(r+b'r'*max(0,len(d)-len(r)),a)\n";
+
+/// Client: datagrams of 4000 bytes (the client's kernel fragments them,
+/// MTU 1500) to VIP:5353; prints one line per datagram: whether the real
+/// server got it whole, the reply's length and its source.
+const FRAG_CLIENT: &str = "import socket,hashlib,os,sys\nfor i in range(3):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n s.settimeout(3)\n s.connect((sys.argv[1],5353))\n d=os.urandom(4000)\n s.send(d)\n try:\n  r,a=s.recvfrom(65535)\n  ok=r.startswith(('%d:%s:' % (len(d), hashlib.sha1(d).hexdigest())).encode())\n  print('whole' if ok else 'mangled', len(r), a[0])\n except socket.timeout:\n  print('timeout')\n";
+
+/// IPv4 fragments through the engine: the client's 4000-byte UDP
+/// datagrams arrive in fragments, the engine reassembles them (as
+/// `nf_defrag_ipv4` does for IPVS), forwards the datagram by `method` and
+/// fragments it again on output; the real server receives it whole. For
+/// NAT the real server's (fragmented) reply is reassembled, translated and
+/// fragmented back to the client.
+fn udp_frag(prefix: &str, method: &str) {
+    let mut lab = Lab::up(prefix);
+    let rs_prog = example("realserver");
+    for n in ["rs1", "rs2"] {
+        if method == "nat" {
+            let o = lab.exec(
+                n,
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    rvs_lab::CLIENT,
+                    "via",
+                    rvs_lab::LVS1,
+                ],
+            );
+            assert!(o.status.success());
+        } else {
+            let o = lab.exec(n, &[&rs_prog, "setup", "--vip", VIP]);
+            assert!(
+                o.status.success(),
+                "realserver setup: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let bind = if method == "nat" { "0.0.0.0" } else { VIP };
+        lab.spawn(n, &format!("echo-{n}"), &["python3", "-c", FRAG_ECHO, bind]);
+    }
+    for n in ["rs1", "rs2"] {
+        let bound = wait_for(Duration::from_secs(10), || {
+            lab.sh(n, "ss -Hluna 'sport = :5353'")
+                .contains("5353")
+                .then_some(())
+        });
+        assert!(
+            bound.is_some(),
+            "UDP echo server in {n} did not start: {}",
+            lab.log(&format!("echo-{n}"))
+        );
+    }
+    let o = lab.exec(
+        "lvs1",
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    assert!(o.status.success());
+    let dump = lab.dir.path().join("dump");
+    let lvs = example("lvs");
+    let (vip, r1, r2) = (
+        format!("{VIP}:5353"),
+        format!("{RS1}:5353"),
+        format!("{RS2}:5353"),
+    );
+    let pid = lab.spawn(
+        "lvs1",
+        "lvs",
+        &[
+            &lvs,
+            "--interface",
+            "eth0",
+            "--udp",
+            "--vip",
+            &vip,
+            "--rs",
+            &r1,
+            "--rs",
+            &r2,
+            "--method",
+            method,
+            "--dump",
+            dump.to_str().unwrap_or_default(),
+        ],
+    );
+    let up = wait_for(Duration::from_secs(10), || {
+        let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
+        (t.contains("udp dport 5353 drop") && t.contains("frag-off") && dump.exists()).then_some(())
+    });
+    assert!(up.is_some(), "engine did not start: {}", lab.log("lvs"));
+    let out = lab.sh("client", &format!("python3 -c \"{FRAG_CLIENT}\" {VIP}"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec![format!("whole 4000 {VIP}").as_str(); 3],
+        "lvs log: {}\ndump: {}\nrs1: {}\nrs2: {}",
+        lab.log("lvs"),
+        std::fs::read_to_string(&dump).unwrap_or_default(),
+        lab.log("echo-rs1"),
+        lab.log("echo-rs2"),
+    );
+    let d = wait_for(Duration::from_secs(3), || {
+        read_dump(&dump).filter(|d| d.svc.first() == Some(&3))
+    })
+    .unwrap_or_else(|| panic!("dump: {:?}", read_dump(&dump)));
+    let want = if method == "nat" { 6 } else { 3 };
+    assert!(d.engine("reassembled") >= want, "{:?}", d.engine);
+    assert!(d.engine("frag_tx") >= 2 * want, "{:?}", d.engine);
+    assert_eq!(d.engine("reasm_drop"), 0, "{:?}", d.engine);
+    // InBytes: the whole datagrams (IP header + UDP header + 4000).
+    assert_eq!(d.svc[3], 3 * 4028, "InBytes");
+    if method == "nat" {
+        assert_eq!(d.svc[4], 3 * 4028, "OutBytes");
+    }
+    lab.signal(pid, libc_sigterm());
+    assert!(
+        lab.wait_exit(pid, Duration::from_secs(5)),
+        "lvs did not exit"
+    );
+}
+
+#[test]
+fn dr_udp_frag() {
+    if skip_unless_root("rvs-packet dr_udp_frag") {
+        return;
+    }
+    udp_frag("rvspk-drfr", "dr");
+}
+
+#[test]
+fn nat_udp_frag() {
+    if skip_unless_root("rvs-packet nat_udp_frag") {
+        return;
+    }
+    udp_frag("rvspk-natfr", "nat");
 }
