@@ -1146,6 +1146,24 @@ impl Ipvs {
         true
     }
 
+    /// An ICMP error related to `conn` (`ip_vs_in_icmp` /
+    /// `handle_response_icmp`): counted in the entry's destination, service
+    /// and total stats (`ip_vs_in_stats` / `ip_vs_out_stats`) with `len`
+    /// bytes; no state change, no timer re-arm. False if the entry is gone
+    /// (then the error is not forwarded).
+    pub fn count_related(&mut self, now: Time, conn: ConnRef, dir: Dir, len: u32) -> bool {
+        let Some(c) = self
+            .conns
+            .get(conn.idx)
+            .filter(|c| c.gen == conn.gen && !c.is_template() && c.expires > now.as_millis())
+        else {
+            return false;
+        };
+        let did = c.dest;
+        self.count_stats(did, len, dir == Dir::In);
+        true
+    }
+
     fn process_out(&mut self, now: Time, pkt: &Packet) -> Verdict {
         let v6 = pkt.dst.is_ipv6();
         let client = addr16(pkt.dst.ip());

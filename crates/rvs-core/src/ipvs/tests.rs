@@ -1646,3 +1646,28 @@ fn account_conn_refuses_stale_expired_and_deleted_dest_entries() {
     assert!(v.conn_is_steady(conn, Dir::In));
     assert!(v.account_conn(Time::from_millis(902_500), conn, Dir::In, 2, 80));
 }
+
+#[test]
+fn related_icmp_errors_are_counted_without_touching_the_entry() {
+    let mut v = setup("rr", &[(A, 1)], FwdMethod::Masq);
+    let c = est(&mut v, Time::ZERO, 4010);
+    let before = v.conn(Time::ZERO, c).unwrap();
+    let s0 = v.service(&tcp_key()).unwrap().stats();
+    assert!(v.count_related(Time::from_millis(10), c, Dir::In, 576));
+    assert!(v.count_related(Time::from_millis(10), c, Dir::Out, 100));
+    let s1 = v.service(&tcp_key()).unwrap().stats();
+    assert_eq!((s1.inpkts - s0.inpkts, s1.inbytes - s0.inbytes), (1, 576));
+    assert_eq!(
+        (s1.outpkts - s0.outpkts, s1.outbytes - s0.outbytes),
+        (1, 100)
+    );
+    assert_eq!(
+        v.conn(Time::ZERO, c).unwrap(),
+        before,
+        "state and expiry untouched"
+    );
+    assert!(
+        !v.count_related(Time::from_millis(901_000), c, Dir::In, 576),
+        "expired"
+    );
+}
