@@ -18,6 +18,7 @@
 //! | client EOF | client FIN (`FIN_WAIT` for DR/TUN, `CLOSE_WAIT` for NAT) |
 //! | real server EOF | server FIN, NAT only (`TIME_WAIT`) |
 //! | reset / error | client RST (`CLOSE`) |
+//! | UDP: ICMP error from a NAT real server (seen as a failed `recv`) | a related ICMP error, counted as one 56-byte outbound packet (`Ipvs::count_related`) |
 //!
 //! So a packet is one `read()`: segments coalesced by the kernel count once.
 //! Replies are counted only where IPVS would see them (NAT), so `--stats`
@@ -528,8 +529,10 @@ async fn udp_loop(
             let mut t = shared.ipvs.lock();
             t.process(now, &udp_packet(client, vip, n, Dir::In), &[])
         };
-        let (dest, fwd) = match verdict {
-            Verdict::Forward { dest, fwd, .. } => (dest, fwd),
+        let (dest, fwd, conn) = match verdict {
+            Verdict::Forward {
+                dest, fwd, conn, ..
+            } => (dest, fwd, conn),
             Verdict::NoDest => {
                 DropCounters::inc(&shared.drops.no_dest);
                 continue;
@@ -546,7 +549,7 @@ async fn udp_loop(
         let existing = flows.lock().get(&(client, dest)).cloned();
         let flow = match existing {
             Some(f) => f,
-            None => match new_udp_flow(&sock, &flows, &shared, client, vip, dest, fwd).await {
+            None => match new_udp_flow(&sock, &flows, &shared, client, dest, fwd, conn).await {
                 Ok(f) => f,
                 Err(e) => {
                     DropCounters::inc(&shared.drops.connect_failed);
@@ -567,9 +570,9 @@ async fn new_udp_flow(
     flows: &FlowMap,
     shared: &Arc<Shared>,
     client: SocketAddr,
-    vip: SocketAddr,
     dest: SocketAddr,
     fwd: FwdMethod,
+    conn: ConnRef,
 ) -> io::Result<Arc<UdpFlow>> {
     let any: SocketAddr = if dest.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -607,14 +610,21 @@ async fn new_udp_flow(
                 Ok(Err(_)) => {
                     // ICMP unreachable from the real server: end this
                     // association; the next datagram opens a fresh one.
+                    // With NAT the director would have translated that
+                    // error and counted it (handle_response_icmp): one
+                    // outbound packet of IP + ICMP + the quoted IP/UDP
+                    // headers.
                     DropCounters::inc(&shared.drops.relay_error);
+                    if fwd == FwdMethod::Masq {
+                        let now = shared.now();
+                        let _ = shared.ipvs.lock().count_related(now, conn, Dir::Out, 56);
+                    }
                     break;
                 }
                 Err(_) => break,
             }
         }
         flows.lock().remove(&(client, dest));
-        let _ = vip;
     });
     Ok(flow)
 }

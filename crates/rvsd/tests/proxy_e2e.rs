@@ -494,3 +494,37 @@ fn one_way_stream_outlives_the_tcp_timeout() {
         d.log()
     );
 }
+
+#[test]
+fn udp_port_unreachable_from_a_nat_real_server_is_counted() {
+    // Nothing listens on the real server's port: its kernel answers ICMP
+    // port unreachable, which a NAT director translates and counts as an
+    // outbound packet of the connection (handle_response_icmp).
+    let d = Rvsd::start(&[]);
+    let port = free_port();
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: "127.0.0.1".parse().unwrap(),
+        port,
+    };
+    d.call(Command::AddService {
+        spec: ServiceSpec::new(key, "rr"),
+    });
+    let dead: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    d.call(Command::AddDest {
+        service: key,
+        dest: dest(dead, FwdMethod::Masq, 1),
+    });
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let before = drop_count(&d, "relay_error");
+    let counted = wait_for(Duration::from_secs(10), || {
+        let _ = c.send_to(b"hello", vip(port));
+        let Reply::Service(s) = d.call(Command::GetService { key }) else {
+            return None;
+        };
+        (s.stats.outpkts >= 1 && drop_count(&d, "relay_error") > before).then_some(s)
+    });
+    let s = counted.unwrap_or_else(|| panic!("ICMP error not counted: {}", d.log()));
+    assert!(s.stats.inpkts >= 1);
+    assert_eq!(s.stats.outbytes, 56 * s.stats.outpkts, "{:?}", s.stats);
+}
