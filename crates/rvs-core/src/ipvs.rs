@@ -925,21 +925,7 @@ impl Ipvs {
         let mut d = dests.get_mut(c.dest);
         // ip_vs_in_stats
         if let Some(d) = d.as_deref_mut() {
-            if d.available {
-                let len = pkt.len as u64;
-                d.stats.inpkts = d.stats.inpkts.wrapping_add(1);
-                d.stats.inbytes = d.stats.inbytes.wrapping_add(len);
-                if let Some(s) = d
-                    .svc
-                    .and_then(|sid| svcs.get_mut(sid as usize))
-                    .and_then(|s| s.as_mut())
-                {
-                    s.stats.inpkts = s.stats.inpkts.wrapping_add(1);
-                    s.stats.inbytes = s.stats.inbytes.wrapping_add(len);
-                }
-                total.inpkts = total.inpkts.wrapping_add(1);
-                total.inbytes = total.inbytes.wrapping_add(len);
-            }
+            add_stats(d, svcs, total, true, 1, pkt.len as u64);
         }
         let tun = d
             .as_deref()
@@ -1116,25 +1102,8 @@ impl Ipvs {
             }
             return false;
         }
-        if let Some(d) = d.as_deref_mut().filter(|d| d.available) {
-            let bump = |s: &mut Stats| {
-                if dir == Dir::In {
-                    s.inpkts = s.inpkts.wrapping_add(pkts as u64);
-                    s.inbytes = s.inbytes.wrapping_add(bytes);
-                } else {
-                    s.outpkts = s.outpkts.wrapping_add(pkts as u64);
-                    s.outbytes = s.outbytes.wrapping_add(bytes);
-                }
-            };
-            bump(&mut d.stats);
-            if let Some(s) = d
-                .svc
-                .and_then(|sid| svcs.get_mut(sid as usize))
-                .and_then(|s| s.as_mut())
-            {
-                bump(&mut s.stats);
-            }
-            bump(total);
+        if let Some(d) = d.as_deref_mut() {
+            add_stats(d, svcs, total, dir == Dir::In, pkts as u64, bytes);
         }
         // ESTABLISHED + ACK stays ESTABLISHED (every table); this refreshes
         // the state's timeout exactly as those packets would have.
@@ -1209,29 +1178,9 @@ impl Ipvs {
     /// ip_vs_in_stats / ip_vs_out_stats (only for available dests).
     #[inline]
     fn count_stats(&mut self, did: DestId, len: u32, inbound: bool) {
-        let Some(d) = self.dests.get_mut(did) else {
-            return;
-        };
-        if !d.available {
-            return;
+        if let Some(d) = self.dests.get_mut(did) {
+            add_stats(d, &mut self.svcs, &mut self.total, inbound, 1, len as u64);
         }
-        let sid = d.svc;
-        let bump = |s: &mut Stats| {
-            if inbound {
-                s.inpkts = s.inpkts.wrapping_add(1);
-                s.inbytes = s.inbytes.wrapping_add(len as u64);
-            } else {
-                s.outpkts = s.outpkts.wrapping_add(1);
-                s.outbytes = s.outbytes.wrapping_add(len as u64);
-            }
-        };
-        bump(&mut d.stats);
-        if let Some(sid) = sid {
-            if let Some(s) = self.svcs.get_mut(sid as usize).and_then(|s| s.as_mut()) {
-                bump(&mut s.stats);
-            }
-        }
-        bump(&mut self.total);
     }
 
     /// Protocol state transition (set_tcp_state / udp / set_sctp_state).
@@ -1927,6 +1876,40 @@ impl Ipvs {
         }
         self.total_est.sample(&self.total);
     }
+}
+
+/// ip_vs_in_stats / ip_vs_out_stats: `pkts` packets of `bytes` on an
+/// available destination, its service and the totals.
+#[inline]
+fn add_stats(
+    d: &mut Dest,
+    svcs: &mut [Option<Service>],
+    total: &mut Stats,
+    inbound: bool,
+    pkts: u64,
+    bytes: u64,
+) {
+    if !d.available {
+        return;
+    }
+    let bump = |s: &mut Stats| {
+        if inbound {
+            s.inpkts = s.inpkts.wrapping_add(pkts);
+            s.inbytes = s.inbytes.wrapping_add(bytes);
+        } else {
+            s.outpkts = s.outpkts.wrapping_add(pkts);
+            s.outbytes = s.outbytes.wrapping_add(bytes);
+        }
+    };
+    bump(&mut d.stats);
+    if let Some(s) = d
+        .svc
+        .and_then(|sid| svcs.get_mut(sid as usize))
+        .and_then(|s| s.as_mut())
+    {
+        bump(&mut s.stats);
+    }
+    bump(total);
 }
 
 /// The protocol state machine step for one packet (set_tcp_state,
