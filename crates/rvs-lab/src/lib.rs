@@ -61,6 +61,20 @@ pub fn wait_for<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Opti
     }
 }
 
+/// Additions to the default nginx site of [`Lab::start_nginx_with`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NginxOpts<'a> {
+    /// More `listen` parameters (e.g. `"[::]:80 ipv6only=on reuseport"`).
+    pub listen: &'a [&'a str],
+    /// Directives at `http` level (e.g. `"client_max_body_size 10m;"`).
+    pub http: &'a str,
+    /// Directives at `server` level (e.g. `"location /up/ { dav_methods PUT; }"`).
+    pub server: &'a str,
+    /// Readiness probe run in the node; it must print the body
+    /// (default: `curl -s -m 1 http://127.0.0.1/`).
+    pub probe: Option<&'a str>,
+}
+
 /// A running lab; torn down on drop.
 pub struct Lab {
     pub prefix: String,
@@ -166,6 +180,13 @@ impl Lab {
 
     /// Start nginx in `node` serving `body` at `/` on port 80.
     pub fn start_nginx(&self, node: &str, body: &str) {
+        self.start_nginx_with(node, body, &NginxOpts::default());
+    }
+
+    /// Start nginx in `node` serving `body` at `/` on port 80, with the
+    /// additions of `opts`; waits until it answers. Returns the document
+    /// root (for extra files).
+    pub fn start_nginx_with(&self, node: &str, body: &str, opts: &NginxOpts) -> PathBuf {
         let d = self.dir.path().join(format!("nginx-{node}"));
         let root = d.join("www");
         std::fs::create_dir_all(&root).expect("nginx dir");
@@ -174,6 +195,11 @@ impl Lab {
                 std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755));
         }
         std::fs::write(root.join("index.html"), format!("{body}\n")).expect("index");
+        let listen: String = opts
+            .listen
+            .iter()
+            .map(|l| format!("    listen {l};\n"))
+            .collect();
         let conf = format!(
             "daemon on;
 pid {d}/nginx.pid;
@@ -188,15 +214,19 @@ http {{
   fastcgi_temp_path {d}/tmp;
   uwsgi_temp_path {d}/tmp;
   scgi_temp_path {d}/tmp;
+  {http}
   server {{
     listen 80 reuseport;
-    root {root};
+{listen}    root {root};
+    {server}
     location / {{ index index.html; }}
   }}
 }}
 ",
             d = d.display(),
-            root = root.display()
+            root = root.display(),
+            http = opts.http,
+            server = opts.server,
         );
         std::fs::write(d.join("nginx.conf"), conf).expect("nginx.conf");
         let conf_path = d.join("nginx.conf");
@@ -209,11 +239,13 @@ http {{
             "nginx in {node}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        let probe = opts.probe.unwrap_or("curl -s -m 1 http://127.0.0.1/");
         let ok = wait_for(Duration::from_secs(5), || {
-            let out = self.sh(node, "curl -s -m 1 http://127.0.0.1/");
+            let out = self.sh(node, probe);
             (out.trim() == body).then_some(())
         });
-        assert!(ok.is_some(), "nginx in {node} did not come up");
+        assert!(ok.is_some(), "nginx in {node} did not come up ({probe})");
+        root
     }
 
     /// Stop nginx in `node` (fast shutdown) and wait until port 80 is closed.

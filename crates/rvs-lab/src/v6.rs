@@ -103,56 +103,17 @@ pub fn up6(lab: &Lab) {
 }
 
 /// Start nginx in `node` serving `body` at `/` on port 80 over IPv4 and
-/// IPv6 (the config of [`Lab::start_nginx`] with a `[::]:80` listener).
+/// IPv6 (the site of [`Lab::start_nginx`] with a `[::]:80` listener).
 pub fn start_nginx6(lab: &Lab, node: &str, body: &str) {
-    let d = lab.dir.path().join(format!("nginx-{node}"));
-    let root = d.join("www");
-    std::fs::create_dir_all(&root).expect("nginx dir");
-    for p in [lab.dir.path(), d.as_path(), root.as_path()] {
-        let _ = std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-    }
-    std::fs::write(root.join("index.html"), format!("{body}\n")).expect("index");
-    let conf = format!(
-        "daemon on;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-worker_processes 1;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  keepalive_requests 100000;
-  client_body_temp_path {d}/tmp;
-  proxy_temp_path {d}/tmp;
-  fastcgi_temp_path {d}/tmp;
-  uwsgi_temp_path {d}/tmp;
-  scgi_temp_path {d}/tmp;
-  server {{
-    listen 80 reuseport;
-    listen [::]:80 ipv6only=on reuseport;
-    root {root};
-    location / {{ index index.html; }}
-  }}
-}}
-",
-        d = d.display(),
-        root = root.display()
-    );
-    let conf_path = d.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("nginx.conf");
-    let o = lab.exec(
+    lab.start_nginx_with(
         node,
-        &["nginx", "-c", conf_path.to_str().unwrap_or_default()],
+        body,
+        &crate::NginxOpts {
+            listen: &["[::]:80 ipv6only=on reuseport"],
+            probe: Some("curl -6 -g -s -m 1 'http://[::1]/'"),
+            ..Default::default()
+        },
     );
-    assert!(
-        o.status.success(),
-        "nginx in {node}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let ok = wait_for(Duration::from_secs(5), || {
-        let out = lab.sh(node, "curl -6 -g -s -m 1 'http://[::1]/'");
-        (out.trim() == body).then_some(())
-    });
-    assert!(ok.is_some(), "nginx (IPv6) in {node} did not come up");
 }
 
 /// `curl -6 -s` from the client; the trimmed body, None on failure.
