@@ -146,6 +146,13 @@ impl Lab {
         pid
     }
 
+    /// Collect spawned processes that have exited (no zombies).
+    pub fn reap(&mut self) {
+        for c in &mut self.children {
+            let _ = c.try_wait();
+        }
+    }
+
     /// Contents of a spawned process's log.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()

@@ -1,12 +1,12 @@
-//! Shared helpers for the root-only netns lab tests: namespaces from
-//! `tests/netns-lab` (a copy of shared/lab/netns-lab, 198.18.0.0/15 only),
-//! torn down by a Drop guard even when a test fails; daemons started inside
-//! a namespace; polling with deadlines.
+//! Shared helpers for the root-only netns lab tests: the namespaces of
+//! `rvs_lab` (scripts/netns-lab, 198.18.0.0/15 only), torn down by a Drop
+//! guard even when a test fails; daemons started inside a namespace;
+//! polling with deadlines.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const VIP: &str = "198.18.0.100";
@@ -16,72 +16,43 @@ pub const VIP6: &str = "2001:2::100";
 
 /// Root check; prints the skip line.
 pub fn need_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("{test}: skipped: needs root");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        println!("{test}: skipped: needs iproute2");
-        return false;
-    }
-    true
+    !rvs_lab::skip_unless_root(test)
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netns-lab")
-}
-
-/// The lab; `Drop` kills every process in it and deletes the namespaces.
+/// The lab of `rvs_lab` (scripts/netns-lab) with the VRRP tests' helpers:
+/// log files named in full, killing whole namespaces (keepalived's parent
+/// respawns children), VIP and neighbour checks. `Drop` SIGKILLs every
+/// process in the lab before `rvs_lab::Lab` deletes the namespaces.
 pub struct Lab {
-    pub prefix: String,
-    pub dir: tempfile::TempDir,
-    children: Vec<Child>,
+    inner: rvs_lab::Lab,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = rvs_lab::Lab;
+    fn deref(&self) -> &rvs_lab::Lab {
+        &self.inner
+    }
 }
 
 impl Lab {
     pub fn up(prefix: &str) -> Lab {
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["down", prefix])
-            .status();
-        let lab = Lab {
-            prefix: prefix.to_owned(),
-            dir: tempfile::tempdir().expect("tempdir"),
-            children: Vec::new(),
-        };
-        let st = Command::new("bash")
-            .arg(script())
-            .args(["up", prefix])
-            .status()
-            .expect("netns-lab");
-        assert!(st.success(), "netns-lab up {prefix} failed");
-        lab
-    }
-
-    pub fn ns(&self, node: &str) -> String {
-        format!("{}-{node}", self.prefix)
+        Lab {
+            inner: rvs_lab::Lab::up(prefix),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.inner.dir.path().join(name)
     }
 
-    /// Spawn `cmd` in namespace `node`, output to `<dir>/<log>`.
+    /// Spawn `cmd` in namespace `node`, output to `<dir>/<log>` (`log`
+    /// ends in `.log`).
     pub fn spawn(&mut self, node: &str, log: &str, cmd: &[&str]) {
-        let out = std::fs::File::create(self.path(log)).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(node)])
-            .args(cmd)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn");
-        self.children.push(child);
+        let stem = log.strip_suffix(".log").unwrap_or(log);
+        self.inner.spawn(node, stem, cmd);
     }
 
+    /// Contents of `<dir>/<log>`.
     pub fn log(&self, log: &str) -> String {
         std::fs::read_to_string(self.path(log)).unwrap_or_default()
     }
@@ -142,9 +113,7 @@ impl Lab {
     }
 
     fn reap(&mut self) {
-        for c in self.children.iter_mut() {
-            let _ = c.try_wait();
-        }
+        self.inner.reap();
     }
 
     /// Is the VIP configured on eth0 of `node`?
@@ -256,14 +225,7 @@ impl Drop for Lab {
                 unsafe { libc::kill(p, libc::SIGKILL) };
             }
         }
-        for c in self.children.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("bash")
-            .arg(script())
-            .args(["down", &self.prefix])
-            .status();
+        // Then rvs_lab::Lab reaps its children and deletes the namespaces.
     }
 }
 
