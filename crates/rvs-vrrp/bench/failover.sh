@@ -12,7 +12,7 @@
 # Uses the netns lab (198.18.0.0/15 only), prefix "rvsbench", torn down on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-lab="$here/tests/netns-lab"
+lab="$here/../../scripts/netns-lab"
 rounds=${1:-3}
 P=rvsbench
 VIP=198.18.0.100
