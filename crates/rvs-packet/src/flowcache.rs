@@ -15,7 +15,8 @@
 //!
 //! What keeps it exact:
 //! * A packet that may change the entry (SYN, FIN, RST) goes through
-//!   [`Ipvs::process`]; the thread first takes its cached entry out and
+//!   [`Ipvs::process`]; the thread first takes its cached entry out — with
+//!   the entry of the connection's other direction (NAT replies) — and
 //!   accounts the pending packets ([`FlowCache::take`]), so counters and
 //!   state transitions happen in packet order.
 //! * Any service/destination change moves [`Ipvs::config_gen`]; the next
@@ -68,7 +69,8 @@ pub struct CacheStats {
     pub flushes: u64,
     /// Entries dropped because the configuration changed.
     pub invalidated: u64,
-    /// Entries the table refused on flush (expired / dead destination).
+    /// Entries whose pending counts the table refused on flush or take
+    /// (expired / dead destination / no longer steady).
     pub refused: u64,
 }
 
@@ -146,12 +148,42 @@ impl FlowCache {
 
     /// Before a packet of `key` goes through the table (lock held): forget
     /// the flow and account what it forwarded so far, so the table sees the
-    /// packets in order.
+    /// packets in order. The other direction of the same connection (NAT
+    /// replies are cached under their own key) is taken too: the packet may
+    /// move the entry out of its steady state, after which the table would
+    /// refuse the replies' pending counts, and the replies that follow
+    /// (e.g. the ACK of a FIN) must go through the table again.
     pub fn take(&mut self, ipvs: &mut Ipvs, key: &FlowKey) {
-        if let Some(e) = self.map.remove(key) {
-            if e.pkts > 0 {
-                let _ = ipvs.account_conn(e.last, e.conn, e.dir, e.pkts, e.bytes);
+        let Some(e) = self.map.remove(key) else {
+            return;
+        };
+        let other = match e.verdict {
+            Verdict::Forward { dest, .. } => Some(FlowKey {
+                proto: key.proto,
+                src: dest,
+                dst: key.src,
+            }),
+            Verdict::Reply { vaddr, .. } => Some(FlowKey {
+                proto: key.proto,
+                src: key.dst,
+                dst: vaddr,
+            }),
+            _ => None,
+        };
+        if let Some(o) = other {
+            if self.map.get(&o).is_some_and(|r| r.conn == e.conn) {
+                if let Some(r) = self.map.remove(&o) {
+                    self.account(ipvs, &r);
+                }
             }
+        }
+        self.account(ipvs, &e);
+    }
+
+    /// Hand an entry's pending counts to the table (lock held).
+    fn account(&mut self, ipvs: &mut Ipvs, e: &Entry) {
+        if e.pkts > 0 && !ipvs.account_conn(e.last, e.conn, e.dir, e.pkts, e.bytes) {
+            self.stats.refused += 1;
         }
     }
 
@@ -356,6 +388,65 @@ mod tests {
             "FIN_WAIT",
             "FIN went through the table"
         );
+    }
+
+    #[test]
+    fn nat_close_accounts_both_directions() {
+        // NAT: replies are cached under their own key. When the client's
+        // FIN goes through the table, the replies forwarded from the cache
+        // so far must be accounted while the entry is still ESTABLISHED
+        // (later the table refuses them), and the server's next packets go
+        // through the table.
+        let mut plain = table(FwdMethod::Masq);
+        let mut cached = table(FwdMethod::Masq);
+        let mut c = FlowCache::new(1024);
+        let ack = TcpFlags::ACK;
+        let first = inbound(5003, TcpFlags::SYN, 60);
+        let Verdict::Forward { dest, .. } = plain.process(Time::ZERO, &first, &[]) else {
+            panic!()
+        };
+        drive(&mut c, &mut cached, Time::ZERO, &first);
+        let out = |flags: TcpFlags, len: u32| Packet {
+            src: dest,
+            dst: first.src,
+            tcp_flags: flags,
+            len,
+            dir: Dir::Out,
+            ..first
+        };
+        let mut seq = vec![(1u64, out(TcpFlags::SYN | ack, 60))];
+        seq.push((2, inbound(5003, ack, 52)));
+        for i in 0..5 {
+            seq.push((3 + i, inbound(5003, ack | TcpFlags::PSH, 120)));
+            seq.push((3 + i, out(ack | TcpFlags::PSH, 400)));
+        }
+        seq.push((10, inbound(5003, TcpFlags::FIN | ack, 52)));
+        seq.push((11, out(ack, 52)));
+        seq.push((12, out(TcpFlags::FIN | ack, 52)));
+        seq.push((13, inbound(5003, ack, 52)));
+        for (ms, p) in &seq {
+            let now = Time::from_millis(*ms);
+            let a = plain.process(now, p, &[]);
+            let b = drive(&mut c, &mut cached, now, p);
+            assert_eq!(
+                std::mem::discriminant(&a),
+                std::mem::discriminant(&b),
+                "{a:?} {b:?}"
+            );
+        }
+        assert!(c.stats().hits >= 8, "{:?}", c.stats());
+        let now = Time::from_millis(20);
+        c.flush(&mut cached, now);
+        assert_eq!(c.stats().refused, 0, "{:?}", c.stats());
+        assert_eq!(plain.total_stats(), cached.total_stats());
+        let (s1, s2) = (
+            plain.service(&key()).unwrap(),
+            cached.service(&key()).unwrap(),
+        );
+        assert_eq!(s1.stats(), s2.stats());
+        for (a, b) in s1.dests().zip(s2.dests()) {
+            assert_eq!(a.stats(), b.stats());
+        }
     }
 
     #[test]

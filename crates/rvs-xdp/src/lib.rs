@@ -19,15 +19,53 @@
 //!   NAT: DNAT/SNAT with incremental checksums) and put straight on the TX
 //!   ring: no copy in user space. TUN encapsulation and ICMP errors are
 //!   built in a buffer and copied into a free frame.
-//! * The model is the shared [`rvs_core::Ipvs`]: one lock per RX batch, one
-//!   `process()` per packet, so states and counters are the same as with
-//!   the other engines.
+//! * The model is the shared [`rvs_core::Ipvs`]: one `process()` per
+//!   packet that may change its connection, so states and counters are the
+//!   same as with the other engines. Packets of steady flows (TCP without
+//!   SYN/FIN/RST of an ESTABLISHED entry, UDP) are forwarded from the
+//!   queue thread's own [`rvs_packet::flowcache::FlowCache`] without the
+//!   table lock and accounted in bulk; a batch locks the table at most
+//!   once, and only if one of its packets is not a cached steady flow
+//!   (see "Queues and threads").
 //! * Next hops: `/proc/net/route`; MACs: `rvs_packet::neigh::ArpCache`,
 //!   seeded from `/proc/net/arp` every second and learning from an
 //!   ARP-only AF_PACKET socket (ARP itself stays with the kernel); misses
 //!   park the frame and send an ARP request on the XSK.
 //! * The nftables guard table of `rvs_packet::nft` is installed too (by
 //!   default), as a safety net for what the program passes (fragments).
+//!
+//! ## Queues and threads
+//! One AF_XDP socket, UMEM and thread per RX queue (`XdpOptions::queues`,
+//! `--queues N`; default: every RX queue of the interface); the program
+//! redirects a packet to the socket of the queue it arrived on. Per batch
+//! (up to `batch` descriptors) a thread classifies the frames, looks each
+//! flow up in its flow cache (`FlowCache::hit`) and, from the first packet
+//! that needs the table, takes the `Ipvs` lock once for the rest of the
+//! batch (`take` → `process` → `learn`, in packet order); then it rewrites
+//! and transmits. Every 100 ms (also when idle, from the 50 ms poll
+//! timeout) and on exit it hands its cached packet/byte counts to the
+//! table (`flush`), so `--stats`, the timers and ActiveConn/InActConn stay
+//! those of the kernel; a configuration change drops the cached verdicts
+//! at the next flush. Next-hop MACs come from the shared ARP cache at most
+//! once per 100 ms per next hop and thread (a per-thread memo; the shared
+//! cache still decides when to re-request), routes are per thread; queue
+//! 0 also runs the shared periodic work (maps, ARP seeding and timers).
+//! What stays shared on the fast path is atomic counters and, per batch,
+//! the read lock of the wanted-services set. The `cache_*` engine counters (and
+//! [`XdpEngine::queue_stats`], per queue: rx, cache hits / misses;
+//! printed by `rvs-xdp-lvs` when it stops) show how the traffic was
+//! spread and how much of it skipped the lock.
+//!
+//! Which queue a packet reaches is the NIC's RSS. On a **veth** it is the
+//! TX queue the peer picked (flow hash) and kept in `skb->queue_mapping`:
+//! in native mode the peer's TX queue q feeds RX queue q; in generic mode
+//! `netif_get_rxqueue()` reads `queue_mapping` as a recorded RX queue
+//! (`queue_mapping − 1`, 0 = none), so TX queues 0 and 1 both land on RX
+//! queue 0 and q ≥ 2 on q − 1. Measured on 6.18 (veth with 2 RX queues,
+//! `--queues 2`, wrk with 32 connections): peer with 2 TX queues, generic
+//! → queue 0 rx 41708, queue 1 rx 0; peer with 3 TX queues, generic →
+//! 40266 / 16716; peer with 2 TX queues, native → 17786 / 25751. The lab
+//! test `multi_queue` runs both modes.
 //!
 //! ## Packets larger than a UMEM frame (GSO/GRO aggregates)
 //! veth/virtio peers with TSO/GSO on (the default) hand the director TCP
@@ -77,6 +115,12 @@
 //!
 //! ## Limits (this version)
 //! IPv4 only (IPv6 VIP traffic is passed to the kernel and not served);
+//! connection setup (SYN, FIN, RST, the first packets of a flow) still
+//! takes the one table lock, so it does not scale with queues; a cached
+//! flow keeps its destination for up to one flush interval (100 ms) after
+//! the destination is deleted; on veth in generic mode the last RX queue
+//! only gets traffic if the peer has more TX queues than we have RX
+//! queues (see above);
 //! aggregates are copied out of the UMEM and segmented in user space (no
 //! multi-buffer TX, so nothing larger than one 2048-byte frame is sent);
 //! an aggregate is indistinguishable from a plain packet when it fits the
@@ -94,13 +138,14 @@ pub mod xsk;
 use parking_lot::{Mutex, RwLock};
 use rvs_core::{Dir, FwdMethod, Protocol, TcpFlags, TunCsum, TunType, Verdict};
 use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_packet::flowcache::{CacheStats, FlowCache, FlowKey};
 use rvs_packet::fwd::{self, Classified, Fail, Flow, TunParams};
 use rvs_packet::neigh::{self, Actions, ArpCache, Route};
 pub use rvs_packet::EngineStats;
 use rvs_packet::{nft, sys};
 use rvs_wire::ethernet::Address as Mac;
 use rvs_wire::icmpv4;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -132,7 +177,8 @@ pub struct XdpOptions {
     pub mode: XdpMode,
     /// Socket / UMEM geometry.
     pub xsk: xsk::XskConf,
-    /// Frames taken from the RX ring per batch (one model lock per batch).
+    /// Frames taken from the RX ring per batch (at most one model lock
+    /// per batch, none if every packet is a cached steady flow).
     pub batch: usize,
     /// RX queues to serve (default: all of the interface's RX queues, one
     /// thread each).
@@ -170,12 +216,36 @@ struct Maps {
     local_keys: Mutex<HashSet<Ipv4Addr>>,
 }
 
+/// Counters of one RX queue (its thread).
+#[derive(Debug, Default)]
+struct QueueCounters {
+    rx: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+/// What one RX queue's thread handled (see [`XdpEngine::queue_stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// RX queue id.
+    pub queue: u32,
+    /// Packets taken from the queue's AF_XDP socket (a descriptor chain
+    /// counts once).
+    pub rx: u64,
+    /// Packets forwarded from the thread's flow cache (no table lock).
+    pub cache_hits: u64,
+    /// Cacheable packets that went to the table.
+    pub cache_misses: u64,
+}
+
 struct Inner {
     shared: Arc<Shared>,
     opts: XdpOptions,
     wanted: RwLock<Arc<Wanted>>,
     stop: AtomicBool,
     stats: EngineStats,
+    /// Per RX queue, indexed like the threads.
+    queues: Vec<QueueCounters>,
     nft: Mutex<Option<nft::NftTable>>,
     arp: Mutex<ArpCache>,
     maps: Maps,
@@ -350,6 +420,7 @@ impl XdpEngine {
             wanted: RwLock::new(Arc::new(Wanted::default())),
             stop: AtomicBool::new(false),
             stats: EngineStats::default(),
+            queues: (0..nq).map(|_| QueueCounters::default()).collect(),
             nft: Mutex::new(nft),
             arp: Mutex::new(ArpCache::new()),
             maps: Maps {
@@ -398,6 +469,24 @@ impl XdpEngine {
     /// RX queues served (one AF_XDP socket and thread each).
     pub fn queues(&self) -> u32 {
         self.queues
+    }
+
+    /// Per RX queue counters (how the NIC — or veth — spread the traffic
+    /// over the threads). Cache counts are published once per batch and
+    /// on the periodic tick; after [`Engine::shutdown`] they are final.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.inner
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(q, c)| QueueStats {
+                queue: q as u32,
+                rx: g(&c.rx),
+                cache_hits: g(&c.cache_hits),
+                cache_misses: g(&c.cache_misses),
+            })
+            .collect()
     }
 
     /// Packets larger than a UMEM frame are received (AF_XDP
@@ -560,7 +649,25 @@ struct Worker {
     segs: Vec<Vec<u8>>,
     /// Last `XDP_STATISTICS` `rx_dropped` seen.
     kernel_rx_dropped: u64,
+    /// This thread's steady flows, forwarded without the table lock.
+    cache: FlowCache,
+    /// Cache counters already added to [`EngineStats`] and the queue's
+    /// counters.
+    cache_published: CacheStats,
+    /// Next hops' MACs as last read from the shared ARP cache, reused for
+    /// [`NEIGH_MEMO`] so that forwarding does not lock it per packet.
+    neigh_memo: HashMap<Ipv4Addr, (Mac, Instant)>,
 }
+
+/// How long a thread reuses a next hop's MAC before asking the shared ARP
+/// cache again (which also decides when to re-request it).
+const NEIGH_MEMO: Duration = Duration::from_millis(100);
+
+/// Next hops one thread memoises at most.
+const NEIGH_MEMO_CAP: usize = 4096;
+
+/// Flows one RX thread's cache holds at most (as the AF_PACKET engine).
+const FLOW_CACHE_CAP: usize = 65536;
 
 impl Worker {
     fn new(
@@ -584,6 +691,9 @@ impl Worker {
             ticks: [now; 2],
             segs: Vec::new(),
             kernel_rx_dropped: 0,
+            cache: FlowCache::new(FLOW_CACHE_CAP),
+            cache_published: CacheStats::default(),
+            neigh_memo: HashMap::new(),
         };
         if let Ok(k) = w.xsk.kernel_stats() {
             w.kernel_rx_dropped = k.rx_dropped;
@@ -635,6 +745,56 @@ impl Worker {
             self.xsk.refill();
             self.tick();
         }
+        // Hand the last cached counts to the table.
+        if !self.cache.is_empty() {
+            let now = self.inner.shared.now();
+            let mut ipvs = self.inner.shared.ipvs.lock();
+            self.cache.flush(&mut ipvs, now);
+        }
+        self.publish_cache_stats();
+    }
+
+    /// Flush the flow cache's counts to the table if due (every
+    /// [`FlowCache::FLUSH_EVERY`], so counters and timers are current
+    /// even when every packet hits the cache, and also when idle).
+    fn flush_cache_if_due(&mut self) {
+        let now = self.inner.shared.now();
+        if self.cache.flush_due(now) {
+            let mut ipvs = self.inner.shared.ipvs.lock();
+            self.cache.flush(&mut ipvs, now);
+        }
+        self.publish_cache_stats();
+    }
+
+    /// Add the flow cache counters gained since the last call to
+    /// [`EngineStats`] and to this queue's counters.
+    fn publish_cache_stats(&mut self) {
+        let (c, p) = (self.cache.stats(), self.cache_published);
+        if c == p {
+            return;
+        }
+        let st = &self.inner.stats;
+        let q = self.inner.queues.get(self.id);
+        for (a, qa, new, old) in [
+            (&st.cache_hits, q.map(|q| &q.cache_hits), c.hits, p.hits),
+            (
+                &st.cache_misses,
+                q.map(|q| &q.cache_misses),
+                c.misses,
+                p.misses,
+            ),
+            (&st.cache_flushes, None, c.flushes, p.flushes),
+            (&st.cache_invalidated, None, c.invalidated, p.invalidated),
+            (&st.cache_refused, None, c.refused, p.refused),
+        ] {
+            if new > old {
+                a.fetch_add(new - old, Ordering::Relaxed);
+                if let Some(qa) = qa {
+                    qa.fetch_add(new - old, Ordering::Relaxed);
+                }
+            }
+        }
+        self.cache_published = c;
     }
 
     fn read_arp(&mut self, buf: &mut [u8]) {
@@ -662,9 +822,12 @@ impl Worker {
     }
 
     fn tick(&mut self) {
+        self.flush_cache_if_due();
         let now = Instant::now();
         if now.duration_since(self.ticks[1]) >= Duration::from_secs(1) {
             self.ticks[1] = now;
+            self.neigh_memo
+                .retain(|_, (_, t)| now.duration_since(*t) < NEIGH_MEMO);
             self.refresh_if();
             // Packets the kernel could not put on our RX ring: larger than
             // a frame without multi-buffer, or no free frame.
@@ -713,10 +876,12 @@ impl Worker {
         let wanted = self.inner.wanted.read().clone();
         let mut jobs: Vec<Job> = Vec::with_capacity(descs.len());
         let mut pkts: Vec<rvs_core::Packet> = Vec::with_capacity(descs.len());
+        let mut rx = 0;
         let mut i = 0;
         while i < descs.len() {
             let d = descs[i];
             inc(&st.rx);
+            rx += 1;
             let (src, fl, dir) = if d.contd {
                 // A multi-buffer chain: up to its last descriptor.
                 let end = descs[i..]
@@ -780,16 +945,41 @@ impl Worker {
             });
             jobs.push(Job { src, fl, dir });
         }
+        if let Some(q) = inner.queues.get(self.id) {
+            q.rx.fetch_add(rx, Ordering::Relaxed);
+        }
         if jobs.is_empty() {
             return;
         }
+        // Packets of steady flows are forwarded from this thread's flow
+        // cache; the model is locked (once) from the first packet that
+        // needs it, and the rest of the batch goes in order under the lock.
         let mut verdicts = Vec::with_capacity(jobs.len());
         {
             let now = self.inner.shared.now();
-            let mut ipvs = self.inner.shared.ipvs.lock();
+            let mut guard = None;
             for p in &pkts {
-                verdicts.push(ipvs.process(now, p, &[]));
+                let key = FlowKey {
+                    proto: p.proto,
+                    src: p.src,
+                    dst: p.dst,
+                };
+                if let Some(v) = self.cache.hit(now, &key, p.tcp_flags, p.len) {
+                    verdicts.push(v);
+                    continue;
+                }
+                let ipvs = guard.get_or_insert_with(|| self.inner.shared.ipvs.lock());
+                self.cache.take(ipvs, &key);
+                let v = ipvs.process(now, p, &[]);
+                self.cache.learn(ipvs, now, key, p.dir, v);
+                verdicts.push(v);
             }
+            if self.cache.flush_due(now) {
+                let ipvs = guard.get_or_insert_with(|| self.inner.shared.ipvs.lock());
+                self.cache.flush(ipvs, now);
+            }
+            drop(guard);
+            self.publish_cache_stats();
         }
         for (j, v) in jobs.into_iter().zip(verdicts) {
             match (j.src, j.dir) {
@@ -1192,11 +1382,35 @@ impl Worker {
         }
     }
 
+    /// MAC of neighbour `nh` and whether to re-request it: from this
+    /// thread's memo if read from the shared ARP cache less than
+    /// [`NEIGH_MEMO`] ago, else from the shared cache (locked).
+    fn neigh_lookup(&mut self, nh: Ipv4Addr, now: Instant) -> Option<(Mac, bool)> {
+        if let Some((m, t)) = self.neigh_memo.get(&nh) {
+            if now.duration_since(*t) < NEIGH_MEMO {
+                return Some((*m, false));
+            }
+        }
+        let hit = self.inner.arp.lock().lookup(IpAddr::V4(nh), now);
+        match hit {
+            Some((m, _)) => {
+                if self.neigh_memo.len() >= NEIGH_MEMO_CAP {
+                    self.neigh_memo.clear();
+                }
+                self.neigh_memo.insert(nh, (m, now));
+            }
+            None => {
+                self.neigh_memo.remove(&nh);
+            }
+        }
+        hit
+    }
+
     /// Send frame `a` (in the UMEM) to neighbour `nh`: fill in the MACs and
     /// put it on the TX ring, or park a copy until `nh` resolves.
     fn send_inplace(&mut self, a: u64, len: u32, nh: Ipv4Addr) {
         let now = Instant::now();
-        let hit = self.inner.arp.lock().lookup(IpAddr::V4(nh), now);
+        let hit = self.neigh_lookup(nh, now);
         match hit {
             Some((dmac, refresh)) => {
                 fwd::set_macs(self.xsk.frame_mut(a, len), self.info.mac, dmac);
@@ -1237,7 +1451,7 @@ impl Worker {
     /// the UMEM), or park it until `nh` resolves.
     fn send_copy_to(&mut self, buf: &mut [u8], nh: Ipv4Addr) {
         let now = Instant::now();
-        let hit = self.inner.arp.lock().lookup(IpAddr::V4(nh), now);
+        let hit = self.neigh_lookup(nh, now);
         match hit {
             Some((dmac, refresh)) => {
                 fwd::set_macs(buf, self.info.mac, dmac);

@@ -11,7 +11,9 @@
 //! With `--dump FILE` the table is written every 100 ms: lines
 //! `conn PROTO CLIENT VIP DEST STATE EXPIRES`, `svc CONNS INPKTS OUTPKTS
 //! INBYTES OUTBYTES`, `dest ADDR ACTIVE INACT CONNS INPKTS OUTPKTS` and
-//! `engine NAME VALUE`. Stops on SIGINT/SIGTERM and removes its nft table.
+//! `engine NAME VALUE` (including the flow cache's `cache_*`). Stops on
+//! SIGINT/SIGTERM and removes its nft table, then prints one line per RX
+//! queue: `rvs-xdp-lvs: queue Q rx N cache_hits N cache_misses N`.
 
 use rvs_dataplane::Engine;
 use rvs_packet::driver;
@@ -69,4 +71,12 @@ fn main() {
         s.key,
         s.dump.as_deref(),
     );
+    // After the shutdown the threads have flushed their caches: final
+    // per-queue counts (how the traffic was spread over the queues).
+    for q in engine.queue_stats() {
+        eprintln!(
+            "rvs-xdp-lvs: queue {} rx {} cache_hits {} cache_misses {}",
+            q.queue, q.rx, q.cache_hits, q.cache_misses
+        );
+    }
 }
