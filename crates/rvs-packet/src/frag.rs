@@ -7,6 +7,11 @@
 //! user-space engine, with no clock and no socket inside: time is passed in
 //! by the caller (`now: Instant`).
 //!
+//! The queue bookkeeping (runs, duplicates and overlaps, memory limits,
+//! eviction, timeouts) is family-independent and shared with the IPv6
+//! reassembler of [`crate::frag6`]; only header parsing and the rebuild
+//! differ.
+//!
 //! # Reassembly ([`Reassembler`])
 //! Follows `net/ipv4/ip_fragment.c` (`ip_frag_queue`, `ip_frag_reasm`,
 //! `ip_expire`) and `inet_frag_queue_insert`:
@@ -207,44 +212,55 @@ pub struct FragStats {
 /// A reassembled datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reassembled {
-    /// The IPv4 datagram (after [`Config::headroom`] zero bytes).
+    /// The datagram (after [`Config::headroom`] zero bytes).
     pub datagram: Vec<u8>,
-    /// Size (header + data) of the largest fragment received: output
-    /// fragments must not exceed it ([`refragment`]).
+    /// Size (whole packet: headers + data) of the largest fragment
+    /// received: output fragments must not exceed it ([`refragment`],
+    /// [`crate::frag6::fragment6_frame`]).
     pub frag_max_size: u16,
+    /// The fragments' identification (IPv4: 16 bits), kept when the
+    /// datagram is fragmented again.
+    pub ident: u32,
 }
 
 /// A queue that timed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expired {
+pub struct Expired<K = FragKey> {
     /// Its key.
-    pub key: FragKey,
+    pub key: K,
     /// The first fragment (header as received + its data, cut to
-    /// [`EXPIRED_QUOTE`] bytes) if it had arrived: then answer ICMP "time
-    /// exceeded" with code [`CODE_FRAG_REASM_TIME_EXCEEDED`] quoting it.
+    /// [`EXPIRED_QUOTE`] bytes for IPv4, [`crate::frag6::EXPIRED_QUOTE6`]
+    /// for IPv6) if it had arrived: then answer ICMP "time exceeded" with
+    /// code [`CODE_FRAG_REASM_TIME_EXCEEDED`] quoting it.
     pub first_fragment: Option<Vec<u8>>,
 }
 
+/// One reassembly queue (`inet_frag_queue`), the same for both families.
 #[derive(Debug)]
-struct Queue {
+pub(crate) struct Queue {
     deadline: Instant,
     seq: u64,
     /// Runs of contiguous data by start offset (disjoint).
-    runs: BTreeMap<u32, Vec<u8>>,
+    pub(crate) runs: BTreeMap<u32, Vec<u8>>,
     /// Known (or, before the last fragment, highest seen) end.
-    len: u32,
+    pub(crate) len: u32,
     first_in: bool,
     last_in: bool,
     /// Bytes held (sum of run lengths).
     meat: u32,
-    /// Header of the first fragment as received.
-    head: Vec<u8>,
+    /// Headers of the first fragment as received (IPv6: up to and
+    /// including the fragment header).
+    pub(crate) head: Vec<u8>,
     /// Data length of the first fragment.
     head_len: u32,
+    /// Family-specific number of the first fragment (IPv6: offset of the
+    /// next-header byte that names the fragment header).
+    pub(crate) head_aux: usize,
     /// `IPFRAG_ECN_*` bits seen.
-    ecn: u8,
-    max_size: u32,
-    max_df_size: u32,
+    pub(crate) ecn: u8,
+    pub(crate) max_size: u32,
+    pub(crate) max_df_size: u32,
+    pub(crate) ident: u32,
     mem: usize,
 }
 
@@ -266,9 +282,11 @@ impl Queue {
             meat: 0,
             head: Vec::new(),
             head_len: 0,
+            head_aux: 0,
             ecn: 0,
             max_size: 0,
             max_df_size: 0,
+            ident: 0,
             mem: QUEUE_OVERHEAD,
         }
     }
@@ -311,22 +329,38 @@ impl Queue {
         Insert::Ok
     }
 
-    fn first_fragment(&self) -> Option<Vec<u8>> {
+    fn first_fragment(&self, quote: usize) -> Option<Vec<u8>> {
         if !self.first_in {
             return None;
         }
         let data = self.runs.get(&0)?;
         let n = (self.head_len as usize).min(data.len());
-        let mut v = Vec::with_capacity((self.head.len() + n).min(EXPIRED_QUOTE));
+        let mut v = Vec::with_capacity((self.head.len() + n).min(quote));
         v.extend_from_slice(&self.head);
         v.extend_from_slice(&data[..n]);
-        v.truncate(EXPIRED_QUOTE);
+        v.truncate(quote);
         Some(v)
+    }
+
+    /// The runs appended after `out` (which holds the headers from
+    /// `base`): they must be one contiguous block of `len` bytes.
+    pub(crate) fn append_data(&self, out: &mut Vec<u8>, base: usize) -> Result<(), FragError> {
+        let start = out.len();
+        for (off, run) in &self.runs {
+            if (*off as usize) != out.len() - start {
+                return Err(FragError::Inconsistent);
+            }
+            out.extend_from_slice(run);
+        }
+        if out.len() - start != self.len as usize || start < base {
+            return Err(FragError::Inconsistent);
+        }
+        Ok(())
     }
 }
 
 /// `ip_frag_ecn_table`: merged ECN bits, or `None` for an invalid mix.
-fn ecn_merge(bits: u8) -> Option<u8> {
+pub(crate) fn ecn_merge(bits: u8) -> Option<u8> {
     const NOT_ECT: u8 = 1;
     const CE: u8 = 8;
     if bits & NOT_ECT != 0 && bits & !NOT_ECT != 0 {
@@ -339,31 +373,52 @@ fn ecn_merge(bits: u8) -> Option<u8> {
     Some(0)
 }
 
-/// The IPv4 reassembler of one RX context (sans I/O, not thread-safe: give
-/// each worker its own, the kernel's fanout hash keeps every fragment of a
-/// datagram on one socket).
+/// One parsed fragment, as the family-independent queue logic needs it.
+pub(crate) struct Piece<'a> {
+    /// Data offset in the datagram (bytes).
+    pub offset: u32,
+    /// No "more fragments": this fragment ends the datagram.
+    pub last: bool,
+    /// The fragment's data (at least up to its end).
+    pub data: &'a [u8],
+    /// The fragment's headers (kept from the first fragment).
+    pub head: &'a [u8],
+    /// Family-specific number kept with the first fragment's headers.
+    pub head_aux: usize,
+    /// ECN codepoint (2 bits).
+    pub ecn: u8,
+    /// Whole fragment size (headers + data).
+    pub fragsize: u32,
+    /// IPv4 DF.
+    pub df: bool,
+    /// Identification.
+    pub ident: u32,
+}
+
+/// The reassembly bookkeeping shared by IPv4 ([`Reassembler`]) and IPv6
+/// ([`crate::frag6::Reassembler6`]): queues by key, their run trees,
+/// memory accounting and eviction, timeouts. Everything about header
+/// formats is the caller's.
 #[derive(Debug)]
-pub struct Reassembler {
+pub(crate) struct Tracker<K> {
     cfg: Config,
-    queues: HashMap<FragKey, Queue>,
+    queues: HashMap<K, Queue>,
     /// Queues by (deadline, creation sequence): oldest first.
-    order: BTreeMap<(Instant, u64), FragKey>,
+    order: BTreeMap<(Instant, u64), K>,
     seq: u64,
     mem: usize,
     stats: FragStats,
-    pending: Vec<Expired>,
+    pending: Vec<Expired<K>>,
+    /// How much of an expired first fragment is kept.
+    quote: usize,
+    /// A non-last fragment whose end is not a multiple of 8 discards the
+    /// datagram (IPv6, RFC 8200) instead of being rounded down (IPv4).
+    strict_end: bool,
 }
 
-impl Default for Reassembler {
-    fn default() -> Reassembler {
-        Reassembler::new(Config::default())
-    }
-}
-
-impl Reassembler {
-    /// A reassembler with these limits.
-    pub fn new(cfg: Config) -> Reassembler {
-        Reassembler {
+impl<K: Copy + Eq + core::hash::Hash> Tracker<K> {
+    pub(crate) fn new(cfg: Config, quote: usize, strict_end: bool) -> Tracker<K> {
+        Tracker {
             cfg,
             queues: HashMap::new(),
             order: BTreeMap::new(),
@@ -371,83 +426,50 @@ impl Reassembler {
             mem: 0,
             stats: FragStats::default(),
             pending: Vec::new(),
+            quote,
+            strict_end,
         }
     }
 
-    /// The limits.
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.cfg
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &FragStats {
+    pub(crate) fn stats(&self) -> &FragStats {
         &self.stats
     }
 
-    /// Memory accounted now (bytes).
-    pub fn mem(&self) -> usize {
+    pub(crate) fn mem(&self) -> usize {
         self.mem
     }
 
-    /// Number of incomplete datagrams held.
-    pub fn queues(&self) -> usize {
+    pub(crate) fn queues(&self) -> usize {
         self.queues.len()
     }
 
-    /// When the oldest queue expires (to size the caller's poll timeout).
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.order.first_key_value().map(|((d, _), _)| *d)
     }
 
-    /// Drop every queue (no counters, no ICMP).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.queues.clear();
         self.order.clear();
         self.pending.clear();
         self.mem = 0;
     }
 
-    /// Add the IPv4 fragment `packet` (header + data; bytes past its total
-    /// length, such as Ethernet padding, are ignored). Returns the
-    /// reassembled datagram when this fragment completes it, `Ok(None)`
-    /// while fragments are missing. See [`Reassembler::push_full`].
-    pub fn push(&mut self, now: Instant, packet: &[u8]) -> Result<Option<Vec<u8>>, FragError> {
-        Ok(self.push_full(now, packet)?.map(|r| r.datagram))
-    }
-
-    /// [`Reassembler::push`] that also returns the largest fragment size,
-    /// needed to fragment the datagram again as the kernel does.
-    pub fn push_full(
+    /// `ip_frag_queue` / `nf_ct_frag6_queue` for a parsed fragment: the
+    /// queue, removed, when this fragment completes it.
+    pub(crate) fn add(
         &mut self,
         now: Instant,
-        packet: &[u8],
-    ) -> Result<Option<Reassembled>, FragError> {
-        self.expire_due(now);
-        let p = match ipv4::Packet::new_checked(packet) {
-            Ok(p) if p.verify_checksum() => p,
-            Ok(_) => return Err(self.malformed(rvs_wire::Error::Checksum)),
-            Err(e) => return Err(self.malformed(e)),
-        };
-        if !p.is_fragment() {
-            return Err(FragError::NotFragment);
-        }
-        let key = FragKey {
-            src: p.src_addr(),
-            dst: p.dst_addr(),
-            protocol: p.protocol(),
-            ident: p.ident(),
-        };
-        let ihl = p.header_len();
-        let data = p.payload();
-        let offset = u32::from(p.frag_offset()) * 8;
-        let mut end = offset + data.len() as u32;
-        // Certain to exceed 65535 whatever the first fragment's header.
-        if end as usize + MIN_HEADER > MAX_DATAGRAM {
-            self.discard(&key);
-            self.stats.failed += 1;
-            return Err(FragError::Oversize);
-        }
-        let need = FRAG_OVERHEAD + ihl + data.len() + QUEUE_OVERHEAD;
+        key: K,
+        f: &Piece,
+    ) -> Result<Option<Queue>, FragError> {
+        let hlen = f.head.len();
+        let offset = f.offset;
+        let mut end = offset + f.data.len() as u32;
+        let need = FRAG_OVERHEAD + hlen + f.data.len() + QUEUE_OVERHEAD;
         if self.mem + need > self.cfg.high_thresh {
             while self.mem + need > self.cfg.low_thresh {
                 let Some((_, k)) = self.order.pop_first() else {
@@ -477,15 +499,19 @@ impl Reassembler {
                 v.insert(Queue::new(deadline, self.seq))
             }
         };
-        // ip_frag_queue
-        if !p.more_frags() {
+        if f.last {
             if end < q.len || (q.last_in && end != q.len) {
                 return Err(self.fail(&key, FragError::Inconsistent));
             }
             q.last_in = true;
             q.len = end;
         } else {
-            end &= !7;
+            if end & 7 != 0 {
+                if self.strict_end {
+                    return Err(self.fail(&key, FragError::Inconsistent));
+                }
+                end &= !7;
+            }
             if end > q.len {
                 if q.last_in {
                     return Err(self.fail(&key, FragError::Inconsistent));
@@ -493,11 +519,14 @@ impl Reassembler {
                 q.len = end;
             }
         }
-        if end == offset {
+        if end <= offset {
             return Err(self.fail(&key, FragError::Inconsistent));
         }
         let dlen = end - offset;
-        let bytes = &data[..dlen as usize];
+        let bytes = f
+            .data
+            .get(..dlen as usize)
+            .ok_or(FragError::Malformed(rvs_wire::Error::Truncated))?;
         match q.insert(offset, end, bytes) {
             Insert::Ok => {}
             Insert::Dup => {
@@ -510,27 +539,35 @@ impl Reassembler {
                 return Err(FragError::Overlap);
             }
         }
-        let m = FRAG_OVERHEAD + ihl + dlen as usize;
+        let m = FRAG_OVERHEAD + hlen + dlen as usize;
         q.mem += m;
         self.mem += m;
         self.stats.fragments += 1;
         q.meat += dlen;
-        q.ecn |= 1 << (p.dscp_ecn() & 3);
+        q.ecn |= 1 << (f.ecn & 3);
+        q.ident = f.ident;
         if offset == 0 {
             q.first_in = true;
-            q.head = p.header().to_vec();
+            q.head = f.head.to_vec();
             q.head_len = dlen;
+            q.head_aux = f.head_aux;
         }
-        let fragsize = dlen + ihl as u32;
-        q.max_size = q.max_size.max(fragsize);
-        if p.dont_frag() {
-            q.max_df_size = q.max_df_size.max(fragsize);
+        q.max_size = q.max_size.max(f.fragsize);
+        if f.df {
+            q.max_df_size = q.max_df_size.max(f.fragsize);
         }
         if !(q.first_in && q.last_in && q.meat == q.len) {
             return Ok(None);
         }
-        let q = self.remove(&key).ok_or(FragError::Inconsistent)?;
-        match self.reasm(q) {
+        Ok(Some(self.remove(&key).ok_or(FragError::Inconsistent)?))
+    }
+
+    /// Count the outcome of rebuilding a complete queue.
+    pub(crate) fn finish(
+        &mut self,
+        r: Result<Reassembled, FragError>,
+    ) -> Result<Option<Reassembled>, FragError> {
+        match r {
             Ok(r) => {
                 self.stats.reassembled += 1;
                 Ok(Some(r))
@@ -542,47 +579,12 @@ impl Reassembler {
         }
     }
 
-    /// `ip_frag_reasm` for a complete queue (already removed).
-    fn reasm(&self, q: Queue) -> Result<Reassembled, FragError> {
-        let hl = q.head.len();
-        let total = hl + q.len as usize;
-        if total > MAX_DATAGRAM {
-            return Err(FragError::Oversize);
-        }
-        let ecn = ecn_merge(q.ecn).ok_or(FragError::Ecn)?;
-        let base = self.cfg.headroom;
-        let mut out = Vec::with_capacity(base + total);
-        out.resize(base, 0);
-        out.extend_from_slice(&q.head);
-        for (off, run) in &q.runs {
-            if (*off as usize) != out.len() - base - hl {
-                return Err(FragError::Inconsistent);
-            }
-            out.extend_from_slice(run);
-        }
-        if out.len() != base + total {
-            return Err(FragError::Inconsistent);
-        }
-        let mut ip = ipv4::Packet::new_unchecked(&mut out[base..]);
-        ip.set_total_len(total as u16);
-        ip.set_dscp_ecn(ip.dscp_ecn() | ecn);
-        let df = q.max_df_size == q.max_size;
-        ip.set_frag(df, false, 0);
-        ip.fill_checksum();
-        Ok(Reassembled {
-            datagram: out,
-            frag_max_size: q.max_size.max(q.max_df_size).min(MAX_DATAGRAM as u32) as u16,
-        })
-    }
-
-    /// Collect the queues whose time is up at `now` (and those found
-    /// expired during [`Reassembler::push`] since the last call).
-    pub fn expire(&mut self, now: Instant) -> Vec<Expired> {
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Expired<K>> {
         self.expire_due(now);
         std::mem::take(&mut self.pending)
     }
 
-    fn expire_due(&mut self, now: Instant) {
+    pub(crate) fn expire_due(&mut self, now: Instant) {
         while let Some((&(deadline, _), _)) = self.order.first_key_value() {
             if deadline > now {
                 break;
@@ -598,41 +600,42 @@ impl Reassembler {
             if self.pending.len() < MAX_PENDING_EXPIRED {
                 self.pending.push(Expired {
                     key,
-                    first_fragment: q.first_fragment(),
+                    first_fragment: q.first_fragment(self.quote),
                 });
             }
         }
     }
 
-    fn malformed(&mut self, e: rvs_wire::Error) -> FragError {
+    pub(crate) fn malformed(&mut self, e: rvs_wire::Error) -> FragError {
         self.stats.malformed += 1;
         FragError::Malformed(e)
     }
 
-    fn fail(&mut self, key: &FragKey, e: FragError) -> FragError {
+    /// Discard the queue of `key` and count `e` as a failed datagram.
+    pub(crate) fn fail(&mut self, key: &K, e: FragError) -> FragError {
         self.stats.failed += 1;
         self.discard(key);
         e
     }
 
-    fn remove(&mut self, key: &FragKey) -> Option<Queue> {
+    fn remove(&mut self, key: &K) -> Option<Queue> {
         let q = self.queues.remove(key)?;
         self.order.remove(&(q.deadline, q.seq));
         self.mem -= q.mem;
         Some(q)
     }
 
-    fn discard(&mut self, key: &FragKey) {
+    fn discard(&mut self, key: &K) {
         let _ = self.remove(key);
     }
 
     /// Check the internal accounting (tests).
     #[cfg(test)]
-    fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         assert_eq!(self.queues.len(), self.order.len());
         let mut mem = 0;
         for (k, q) in &self.queues {
-            assert_eq!(self.order.get(&(q.deadline, q.seq)), Some(k));
+            assert!(self.order.get(&(q.deadline, q.seq)) == Some(k));
             mem += q.mem;
             let mut prev_end = 0u32;
             let mut meat = 0u32;
@@ -647,6 +650,153 @@ impl Reassembler {
         }
         assert_eq!(mem, self.mem);
         assert!(self.mem <= self.cfg.high_thresh);
+    }
+}
+
+/// The IPv4 reassembler of one RX context (sans I/O, not thread-safe: give
+/// each worker its own, the kernel's fanout hash keeps every fragment of a
+/// datagram on one socket).
+#[derive(Debug)]
+pub struct Reassembler {
+    t: Tracker<FragKey>,
+}
+
+impl Default for Reassembler {
+    fn default() -> Reassembler {
+        Reassembler::new(Config::default())
+    }
+}
+
+impl Reassembler {
+    /// A reassembler with these limits.
+    pub fn new(cfg: Config) -> Reassembler {
+        Reassembler {
+            t: Tracker::new(cfg, EXPIRED_QUOTE, false),
+        }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &Config {
+        self.t.config()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FragStats {
+        self.t.stats()
+    }
+
+    /// Memory accounted now (bytes).
+    pub fn mem(&self) -> usize {
+        self.t.mem()
+    }
+
+    /// Number of incomplete datagrams held.
+    pub fn queues(&self) -> usize {
+        self.t.queues()
+    }
+
+    /// When the oldest queue expires (to size the caller's poll timeout).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.t.next_deadline()
+    }
+
+    /// Drop every queue (no counters, no ICMP).
+    pub fn clear(&mut self) {
+        self.t.clear()
+    }
+
+    /// Add the IPv4 fragment `packet` (header + data; bytes past its total
+    /// length, such as Ethernet padding, are ignored). Returns the
+    /// reassembled datagram when this fragment completes it, `Ok(None)`
+    /// while fragments are missing. See [`Reassembler::push_full`].
+    pub fn push(&mut self, now: Instant, packet: &[u8]) -> Result<Option<Vec<u8>>, FragError> {
+        Ok(self.push_full(now, packet)?.map(|r| r.datagram))
+    }
+
+    /// [`Reassembler::push`] that also returns the largest fragment size,
+    /// needed to fragment the datagram again as the kernel does.
+    pub fn push_full(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+    ) -> Result<Option<Reassembled>, FragError> {
+        self.t.expire_due(now);
+        let p = match ipv4::Packet::new_checked(packet) {
+            Ok(p) if p.verify_checksum() => p,
+            Ok(_) => return Err(self.t.malformed(rvs_wire::Error::Checksum)),
+            Err(e) => return Err(self.t.malformed(e)),
+        };
+        if !p.is_fragment() {
+            return Err(FragError::NotFragment);
+        }
+        let key = FragKey {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            protocol: p.protocol(),
+            ident: p.ident(),
+        };
+        let ihl = p.header_len();
+        let data = p.payload();
+        let offset = u32::from(p.frag_offset()) * 8;
+        let end = offset + data.len() as u32;
+        // Certain to exceed 65535 whatever the first fragment's header.
+        if end as usize + MIN_HEADER > MAX_DATAGRAM {
+            return Err(self.t.fail(&key, FragError::Oversize));
+        }
+        let piece = Piece {
+            offset,
+            last: !p.more_frags(),
+            data,
+            head: p.header(),
+            head_aux: 0,
+            ecn: p.dscp_ecn() & 3,
+            fragsize: (ihl + data.len()) as u32,
+            df: p.dont_frag(),
+            ident: u32::from(p.ident()),
+        };
+        let Some(q) = self.t.add(now, key, &piece)? else {
+            return Ok(None);
+        };
+        let r = self.reasm(q);
+        self.t.finish(r)
+    }
+
+    /// `ip_frag_reasm` for a complete queue (already removed).
+    fn reasm(&self, q: Queue) -> Result<Reassembled, FragError> {
+        let hl = q.head.len();
+        let total = hl + q.len as usize;
+        if total > MAX_DATAGRAM {
+            return Err(FragError::Oversize);
+        }
+        let ecn = ecn_merge(q.ecn).ok_or(FragError::Ecn)?;
+        let base = self.t.config().headroom;
+        let mut out = Vec::with_capacity(base + total);
+        out.resize(base, 0);
+        out.extend_from_slice(&q.head);
+        q.append_data(&mut out, base)?;
+        let mut ip = ipv4::Packet::new_unchecked(&mut out[base..]);
+        ip.set_total_len(total as u16);
+        ip.set_dscp_ecn(ip.dscp_ecn() | ecn);
+        let df = q.max_df_size == q.max_size;
+        ip.set_frag(df, false, 0);
+        ip.fill_checksum();
+        Ok(Reassembled {
+            datagram: out,
+            frag_max_size: q.max_size.max(q.max_df_size).min(MAX_DATAGRAM as u32) as u16,
+            ident: q.ident,
+        })
+    }
+
+    /// Collect the queues whose time is up at `now` (and those found
+    /// expired during [`Reassembler::push`] since the last call).
+    pub fn expire(&mut self, now: Instant) -> Vec<Expired> {
+        self.t.expire(now)
+    }
+
+    /// Check the internal accounting (tests).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        self.t.check_invariants()
     }
 }
 
@@ -1242,7 +1392,7 @@ mod test {
         // the oldest went first: 0..=5 gone, 6..=10 left
         let t = now + Duration::from_millis(30);
         for id in 6..=10u16 {
-            assert!(r.queues.contains_key(&FragKey {
+            assert!(r.t.queues.contains_key(&FragKey {
                 src: SRC,
                 dst: DST,
                 protocol: 17,

@@ -128,7 +128,8 @@ pub enum Classified {
     IcmpError(IcmpError),
     /// A related ICMPv6 error.
     IcmpError6(IcmpError6),
-    /// TCP, UDP or SCTP over IPv6 (not a fragment).
+    /// TCP, UDP or SCTP over IPv6 (not a fragment; an atomic fragment,
+    /// offset 0 and M clear, is a normal packet).
     Flow6(Flow6),
     /// A neighbour solicitation / advertisement telling `ip` is at `mac`.
     Neighbor {
@@ -144,6 +145,18 @@ pub enum Classified {
         dst: Ipv4Addr,
         /// Fragment?
         fragment: bool,
+    },
+    /// An IPv6 fragment (a Fragment header with an offset or M set; an
+    /// atomic fragment is classified as the packet it carries): for the
+    /// reassembler ([`crate::frag6`]).
+    Fragment6 {
+        /// Source address.
+        src: Ipv6Addr,
+        /// Destination address.
+        dst: Ipv6Addr,
+        /// The upper-layer protocol as far as this fragment tells (for a
+        /// non-first fragment, the Fragment header's next header).
+        proto: u8,
     },
     /// Malformed (bad lengths or header checksum).
     Malformed(Error),
@@ -216,8 +229,12 @@ fn classify_ipv6(dst_mac: Mac, l3b: &[u8]) -> Classified {
         Ok(u) => u,
         Err(e) => return Classified::Malformed(e),
     };
-    if up.fragment.is_some() {
-        return Classified::Other;
+    if up.fragment.is_some_and(|f| f.offset != 0 || f.more_frags) {
+        return Classified::Fragment6 {
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            proto: up.protocol,
+        };
     }
     let pkt = ip.packet();
     let l4b = pkt.get(up.offset..).unwrap_or(&[]);
@@ -1784,6 +1801,51 @@ mod test {
 
     /// Client SYN [C6]:40000 -> [VIP6]:80 with `payload` bytes of data,
     /// traffic class 0xb9 (DSCP 46, ECT(1)), hop limit 64.
+    /// Ethernet + IPv6 + Fragment header (offset, M) + `data`.
+    fn frag6_frame(offset: u16, mf: bool, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_LEN + 48];
+        f[..6].copy_from_slice(&LMAC.0);
+        f[6..12].copy_from_slice(&RMAC.0);
+        f[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
+        let mut ip = ipv6::Packet::new_unchecked(&mut f[ETH_LEN..]);
+        ip.set_ver_tc_fl(0, 0);
+        ip.set_payload_len((8 + data.len()) as u16);
+        ip.set_next_header(ip_proto::FRAGMENT);
+        ip.set_hop_limit(64);
+        ip.set_src_addr("2001:2:0:1::2".parse().unwrap());
+        ip.set_dst_addr("2001:2:0:1::100".parse().unwrap());
+        let fo = (offset << 3) | u16::from(mf);
+        f[ETH_LEN + 40] = ip_proto::UDP;
+        f[ETH_LEN + 42..ETH_LEN + 44].copy_from_slice(&fo.to_be_bytes());
+        f[ETH_LEN + 44..ETH_LEN + 48].copy_from_slice(&7u32.to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn classify_ipv6_fragments() {
+        let udp = [0x12, 0x34, 0x00, 0x35, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        // first and non-first fragments go to the reassembler
+        for (off, mf) in [(0, true), (1, true), (1, false)] {
+            match classify(&frag6_frame(off, mf, &udp)) {
+                Classified::Fragment6 { src, dst, proto } => {
+                    assert_eq!(src, "2001:2:0:1::2".parse::<Ipv6Addr>().unwrap());
+                    assert_eq!(dst, "2001:2:0:1::100".parse::<Ipv6Addr>().unwrap());
+                    assert_eq!(proto, ip_proto::UDP);
+                }
+                c => panic!("{c:?}"),
+            }
+        }
+        // an atomic fragment is the UDP packet it carries
+        let Classified::Flow6(fl) = classify(&frag6_frame(0, false, &udp)) else {
+            panic!("atomic fragment not a flow");
+        };
+        assert_eq!(fl.proto, Protocol::Udp);
+        assert_eq!(fl.dst.port(), 53);
+        assert_eq!(fl.l4, ETH_LEN + 48);
+        assert_eq!(fl.l3_len, 40 + 8 + 16);
+    }
+
     fn syn6_plain(payload: usize) -> Vec<u8> {
         let (c, vip) = (v6(C6), v6(VIP6));
         let mut f = vec![0u8; ETH_LEN + 40 + 20 + payload];

@@ -58,6 +58,7 @@
 //! counters show hits, misses and flushes.
 //!
 //! ## IPv4 fragments
+//! (IPv6 fragments: see the IPv6 section.)
 //! As `nf_defrag_ipv4` does for IPVS, each RX thread reassembles
 //! ([`frag::Reassembler`], limits from `ipfrag_high_thresh` /
 //! `ipfrag_low_thresh` split between the threads, `ipfrag_time`) the
@@ -104,6 +105,26 @@
 //! fall below 1280 drops (counted in `too_big`), as the kernel's route
 //! lookup fails.
 //!
+//! IPv6 fragments are handled as `nf_defrag_ipv6` does for IPVS: each
+//! RX thread reassembles ([`frag6::Reassembler6`], limits from
+//! `nf_conntrack_frag6_high_thresh` / `_low_thresh` split between the
+//! threads and `nf_conntrack_frag6_timeout`; 4 MiB, 3 MiB, 60 s when
+//! those sysctls do not exist) the fragments (Fragment header, next
+//! header 44) to a VIP and those of replies from IPv6 NAT real servers;
+//! overlapping fragments drop the whole datagram (RFC 5722), an atomic
+//! fragment (offset 0, M clear) is processed as a normal packet. The
+//! datagram takes the normal path and is fragmented again on output
+//! ([`frag6::fragment6_frame`]) to the MTU and to its largest received
+//! fragment (not below 1280), with the original identification; if that
+//! largest fragment does not fit the MTU (the tunnel MTU for TUN), the
+//! source gets ICMPv6 "packet too big" with the MTU
+//! (`__mtu_check_toobig_v6`; routers never fragment IPv6). TUN
+//! encapsulates the whole datagram and fragments the outer packet. A
+//! queue that times out with its first fragment in answers ICMPv6 "time
+//! exceeded / fragment reassembly time exceeded" (code 1) quoting it.
+//! The nftables table hides non-first IPv6 fragments to VIPs and from NAT
+//! real servers from the kernel too (`frag frag-off != 0`, [`nft`]).
+//!
 //! Related ICMPv6 errors (every type below 128 — destination
 //! unreachable, packet too big, time exceeded, parameter problem — with a
 //! valid checksum, quoting TCP/UDP/SCTP and not a non-first fragment) are
@@ -125,9 +146,12 @@
 //! taken from the kernel, also those to a port that is not served (they
 //! are reassembled and dropped); TUN's outer fragments of a reassembled
 //! DF datagram go without DF (the kernel's `ignore_df` path keeps it);
-//! IPv6 fragments are not
-//! forwarded (nor reassembled), nor are IPv4 datagrams larger than the
-//! tunnel MTU in an IPv6 tunnel; UDP GSO super-packets from a local
+//! IPv6 fragments are reassembled only for TCP/UDP/SCTP/ICMPv6 to a VIP
+//! (every port of the protocol, as for IPv4) and TCP/UDP/SCTP from NAT
+//! real servers; the output fragments of a reassembled IPv6 datagram
+//! keep the client's identification (the kernel's `ip6_fragment` may
+//! pick a new one); IPv4 datagrams larger than the
+//! tunnel MTU are not sent in an IPv6 tunnel; UDP GSO super-packets from a local
 //! sender (partial checksum) are not segmented (counted in `too_big`);
 //! fwmark services are not
 //! matched; related ICMP/ICMPv6 errors are forwarded but not added to the
@@ -141,6 +165,7 @@
 pub mod driver;
 pub mod flowcache;
 pub mod frag;
+pub mod frag6;
 pub mod fwd;
 pub mod neigh;
 pub mod nft;
@@ -246,16 +271,18 @@ pub struct EngineStats {
     pub cache_invalidated: AtomicU64,
     /// Cached flows the table refused on flush (expired / dead dest).
     pub cache_refused: AtomicU64,
-    /// IPv4 fragments taken for reassembly (to a VIP, or NAT replies).
+    /// IPv4 and IPv6 fragments taken for reassembly (to a VIP, or NAT
+    /// replies).
     pub frag_rx: AtomicU64,
     /// Datagrams reassembled.
     pub reassembled: AtomicU64,
     /// Fragments or datagrams dropped by reassembly (duplicate, overlap,
     /// inconsistent, oversized, bad ECN mix, memory limit).
     pub reasm_drop: AtomicU64,
-    /// Reassembly queues expired (`ipfrag_time`).
+    /// Reassembly queues expired (`ipfrag_time`,
+    /// `nf_conntrack_frag6_timeout`).
     pub reasm_timeout: AtomicU64,
-    /// IPv4 fragments sent (datagrams fragmented on output).
+    /// IPv4 and IPv6 fragments sent (datagrams fragmented on output).
     pub frag_tx: AtomicU64,
 }
 
@@ -318,6 +345,8 @@ struct Inner {
     /// IPv4 addresses of NAT real servers (whose reply fragments the
     /// engine reassembles), refreshed with the nftables rules.
     nat_srcs: RwLock<Arc<HashSet<Ipv4Addr>>>,
+    /// IPv6 addresses of NAT real servers, likewise.
+    nat_srcs6: RwLock<Arc<HashSet<Ipv6Addr>>>,
 }
 
 /// What the engine remembers of connections for ICMP errors.
@@ -367,6 +396,16 @@ impl Inner {
             .collect();
         if **self.nat_srcs.read() != srcs {
             *self.nat_srcs.write() = Arc::new(srcs);
+        }
+        let srcs6: HashSet<Ipv6Addr> = nat
+            .iter()
+            .filter_map(|(_, a)| match a.ip() {
+                IpAddr::V6(v) => Some(v),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if **self.nat_srcs6.read() != srcs6 {
+            *self.nat_srcs6.write() = Arc::new(srcs6);
         }
         let mut g = self.nft.lock();
         let Some(t) = g.as_mut() else { return };
@@ -429,6 +468,7 @@ impl PacketEngine {
             arp: Mutex::new(ArpCache::new()),
             flows: Mutex::new(Flows::default()),
             nat_srcs: RwLock::new(Arc::new(HashSet::new())),
+            nat_srcs6: RwLock::new(Arc::new(HashSet::new())),
         });
         if let Ok(t) = std::fs::read_to_string("/proc/net/arp") {
             inner
@@ -543,17 +583,23 @@ struct Worker {
     /// fragments on addresses and protocol only, so all fragments of a
     /// datagram reach the same thread).
     reasm: frag::Reassembler,
+    /// This thread's IPv6 reassembly queues (the fanout hash of a
+    /// fragment is on its addresses too).
+    reasm6: frag6::Reassembler6,
     /// The job being forwarded: largest fragment of a reassembled
     /// datagram (0: not reassembled), output fragments are at most this.
     frag_max: u16,
+    /// The job being forwarded: identification of its fragments (IPv6
+    /// output fragments keep it).
+    frag_ident: u32,
     /// The job being forwarded came with a partial checksum (a local
     /// sender's offload: a UDP frame larger than the MTU is then a GSO
     /// super-packet, not a datagram to fragment).
     partial: bool,
     /// Output fragments.
     pieces: Vec<Vec<u8>>,
-    /// Reassembly timeouts already added to [`EngineStats`].
-    reasm_timeouts: u64,
+    /// Reassembly timeouts already added to [`EngineStats`] (IPv4, IPv6).
+    reasm_timeouts: (u64, u64),
 }
 
 /// Where a job's frame is: a ring slot of the batch, or a datagram the
@@ -707,6 +753,60 @@ fn frag_config(threads: usize) -> frag::Config {
     c
 }
 
+/// Whether the IPv6 fragment `frame` (`src` -> `dst`, upper layer
+/// `proto` as far as it tells) is the engine's to reassemble, as
+/// `nf_defrag_ipv6` would for IPVS: addressed to our MAC, and
+/// TCP/UDP/SCTP/ICMPv6 (or behind destination options) to a served VIP,
+/// or TCP/UDP/SCTP from a NAT real server to a non-local address.
+fn frag6_wanted(
+    info: &IfInfo,
+    frame: &[u8],
+    (src, dst, proto): (Ipv6Addr, Ipv6Addr, u8),
+    wanted: &Wanted,
+    nat_srcs: &HashSet<Ipv6Addr>,
+) -> bool {
+    use rvs_wire::ip_proto;
+    if frame.get(..6) != Some(&info.mac.0[..]) {
+        return false;
+    }
+    let l4 = matches!(proto, ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP);
+    if wanted.vips6.contains(&dst) {
+        return l4 || matches!(proto, ip_proto::ICMPV6 | ip_proto::DSTOPTS);
+    }
+    nat_srcs.contains(&src) && l4 && !info.addrs6.iter().any(|(x, _)| *x == dst)
+}
+
+/// IPv6 reassembly limits: `nf_conntrack_frag6_high_thresh` /
+/// `_low_thresh` / `_timeout` (defaults 4 MiB, 3 MiB, 60 s when
+/// `nf_defrag_ipv6` is not loaded), the memory split between the RX
+/// threads.
+fn frag6_config(threads: usize) -> frag::Config {
+    let read = |n: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/nf_conntrack_frag6_{n}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let n = threads.max(1);
+    let mut c = frag::Config {
+        headroom: fwd::ETH_LEN,
+        ..frag6::default_config6()
+    };
+    let (h, l) = (
+        read("high_thresh").unwrap_or(frag6::DEFAULT_HIGH_THRESH6 as u64),
+        read("low_thresh").unwrap_or(frag6::DEFAULT_LOW_THRESH6 as u64),
+    );
+    if l <= h && h > 0 {
+        c.high_thresh = (h as usize / n).max(64 * 1024);
+        c.low_thresh = (l as usize / n).min(c.high_thresh);
+    }
+    if let Some(t) = read("timeout").filter(|t| *t > 0) {
+        c.timeout = Duration::from_secs(t);
+    }
+    c
+}
+
 /// Flows one RX thread's cache holds at most.
 const FLOW_CACHE_CAP: usize = 65536;
 
@@ -721,6 +821,7 @@ impl Worker {
     fn new(id: usize, inner: Arc<Inner>, sock: sys::PacketSocket, info: IfInfo) -> Worker {
         let now = Instant::now();
         let reasm = frag::Reassembler::new(frag_config(inner.opts.threads));
+        let inner_threads = inner.opts.threads;
         let mut w = Worker {
             id,
             inner,
@@ -738,10 +839,12 @@ impl Worker {
             cache: flowcache::FlowCache::new(FLOW_CACHE_CAP),
             cache_published: flowcache::CacheStats::default(),
             reasm,
+            reasm6: frag6::Reassembler6::new(frag6_config(inner_threads)),
             frag_max: 0,
+            frag_ident: 0,
             partial: false,
             pieces: Vec::new(),
-            reasm_timeouts: 0,
+            reasm_timeouts: (0, 0),
         };
         w.refresh_if();
         w
@@ -829,14 +932,20 @@ impl Worker {
     /// first fragment had arrived is answered with ICMP "time exceeded /
     /// fragment reassembly time exceeded" from the VIP, quoting it.
     fn expire_frags(&mut self) {
-        let expired = self.reasm.expire(Instant::now());
-        let t = self.reasm.stats().timeouts;
-        if t > self.reasm_timeouts {
+        let now = Instant::now();
+        let expired = self.reasm.expire(now);
+        let expired6 = self.reasm6.expire(now);
+        let t = (self.reasm.stats().timeouts, self.reasm6.stats().timeouts);
+        let new = (t.0 - self.reasm_timeouts.0) + (t.1 - self.reasm_timeouts.1);
+        if new > 0 {
             self.inner
                 .stats
                 .reasm_timeout
-                .fetch_add(t - self.reasm_timeouts, Ordering::Relaxed);
+                .fetch_add(new, Ordering::Relaxed);
             self.reasm_timeouts = t;
+        }
+        if !expired6.is_empty() {
+            self.expire_frags6(expired6);
         }
         if expired.is_empty() {
             return;
@@ -857,6 +966,43 @@ impl Worker {
                 &first,
                 icmpv4::msg_type::TIME_EXCEEDED,
                 frag::CODE_FRAG_REASM_TIME_EXCEEDED,
+                0,
+            )
+            .is_ok();
+            if ok {
+                EngineStats::inc(&self.inner.stats.icmp_sent);
+                self.route_and_send(&mut out, e.key.src);
+            }
+        }
+        self.out = out;
+        self.flush();
+    }
+
+    /// IPv6 reassembly timeouts (`ip6frag_expire_frag_queue`): when the
+    /// first fragment had arrived, ICMPv6 "time exceeded / fragment
+    /// reassembly time exceeded" quoting it goes to the source — from the
+    /// VIP for a datagram to a VIP, from our address toward the source
+    /// for a NAT real server's reply.
+    fn expire_frags6(&mut self, expired: Vec<frag::Expired<frag6::FragKey6>>) {
+        let wanted = self.inner.wanted.read().clone();
+        let mut out = std::mem::take(&mut self.out);
+        for e in expired {
+            let Some(first) = e.first_fragment else {
+                continue;
+            };
+            let from = if wanted.vips6.contains(&e.key.dst) {
+                Some(e.key.dst)
+            } else {
+                self.our_addr6(e.key.src, &wanted.vips6)
+            };
+            let Some(from) = from else { continue };
+            let ok = fwd::icmp6_error_frame(
+                &mut out,
+                (self.info.mac, Mac::ZERO),
+                from,
+                &first,
+                icmpv6::msg_type::TIME_EXCEEDED,
+                frag6::CODE_FRAG_REASM_TIME_EXCEEDED,
                 0,
             )
             .is_ok();
@@ -954,8 +1100,9 @@ impl Worker {
         };
         // Datagrams completed by fragments of this batch (with their
         // largest fragment's size).
-        let mut reasm: Vec<(Vec<u8>, u16)> = Vec::new();
+        let mut reasm: Vec<(Vec<u8>, u16, u32)> = Vec::new();
         let mut nat_srcs = None;
+        let mut nat_srcs6 = None;
         for (i, f) in frames.iter().enumerate() {
             if f.pkttype == sys::PACKET_OUTGOING {
                 continue;
@@ -992,7 +1139,34 @@ impl Worker {
                             EngineStats::inc(&st.malformed);
                         }
                         sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, &mut b);
-                        reasm.push((r.datagram, r.frag_max_size));
+                        reasm.push((r.datagram, r.frag_max_size, r.ident));
+                    }
+                    Ok(None) => {}
+                    Err(frag::FragError::Malformed(_)) => EngineStats::inc(&st.malformed),
+                    Err(_) => EngineStats::inc(&st.reasm_drop),
+                }
+                continue;
+            }
+            if let Classified::Fragment6 { src, dst, proto } = c {
+                let nat = nat_srcs6.get_or_insert_with(|| self.inner.nat_srcs6.read().clone());
+                if !frag6_wanted(&self.info, frame, (src, dst, proto), &wanted, nat) {
+                    continue;
+                }
+                EngineStats::inc(&st.frag_rx);
+                let l3 = frame.get(fwd::ETH_LEN..).unwrap_or_default();
+                match self.reasm6.push_full(Instant::now(), l3) {
+                    Ok(Some(mut r)) => {
+                        EngineStats::inc(&st.reassembled);
+                        let Some(eth) = r.datagram.get_mut(..fwd::ETH_LEN) else {
+                            continue;
+                        };
+                        eth.copy_from_slice(&frame[..fwd::ETH_LEN]);
+                        let c = fwd::classify(&r.datagram);
+                        if matches!(c, Classified::Malformed(_)) {
+                            EngineStats::inc(&st.malformed);
+                        }
+                        sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, &mut b);
+                        reasm.push((r.datagram, r.frag_max_size, r.ident));
                     }
                     Ok(None) => {}
                     Err(frag::FragError::Malformed(_)) => EngineStats::inc(&st.malformed),
@@ -1068,6 +1242,7 @@ impl Worker {
             self.forward_icmp6(&e, &wanted);
         }
         self.frag_max = 0;
+        self.frag_ident = 0;
         self.partial = false;
         self.flush();
     }
@@ -1075,7 +1250,12 @@ impl Worker {
     /// Put a job's frame in the working buffer: a ring frame is copied
     /// (a partial transport checksum completed), a reassembled datagram
     /// moved. Returns whether the checksum was partial.
-    fn load(&mut self, src: Src, frames: &[sys::RxFrame], reasm: &mut [(Vec<u8>, u16)]) -> bool {
+    fn load(
+        &mut self,
+        src: Src,
+        frames: &[sys::RxFrame],
+        reasm: &mut [(Vec<u8>, u16, u32)],
+    ) -> bool {
         self.buf.clear();
         match src {
             Src::Ring(i) => {
@@ -1087,12 +1267,14 @@ impl Worker {
                     let _ = fwd::complete_l4_checksum(&mut self.buf, fwd::ETH_LEN);
                 }
                 self.frag_max = 0;
+                self.frag_ident = 0;
                 self.partial = f.csum_not_ready;
             }
             Src::Reasm(k) => {
-                if let Some((d, max)) = reasm.get_mut(k) {
+                if let Some((d, max, ident)) = reasm.get_mut(k) {
                     std::mem::swap(&mut self.buf, d);
                     self.frag_max = *max;
+                    self.frag_ident = *ident;
                 }
                 self.partial = false;
             }
@@ -1263,6 +1445,21 @@ impl Worker {
                 t.mtu = u16::MAX;
             }
         }
+        // A reassembled IPv6 datagram: its largest fragment must fit the
+        // tunnel (`__mtu_check_toobig_v6`, else "packet too big" with the
+        // tunnel MTU); it is encapsulated whole and the outer packet
+        // fragmented (ignore_df).
+        if self.frag_max != 0 && buf.get(l3).is_some_and(|v| v >> 4 == 6) {
+            let imtu = t.inner_mtu();
+            if imtu < t.min_mtu() {
+                return Err(Fail::TooBig);
+            }
+            if self.frag_max > imtu {
+                return Err(Fail::FragNeeded(imtu));
+            }
+            frag_outer = true;
+            t.mtu = u16::MAX;
+        }
         let mut out = std::mem::take(&mut self.out);
         let r = fwd::tun_encap_any(
             buf,
@@ -1288,6 +1485,16 @@ impl Worker {
                     let max = std::mem::replace(&mut self.frag_max, 0);
                     self.send_frags(&mut out, fwd::ETH_LEN, d, true);
                     self.frag_max = max;
+                } else if let IpAddr::V6(d) = dest {
+                    // Outer IPv6: fragmented to the MTU and the inner
+                    // datagram's largest fragment (ip6_fragment keeps
+                    // frag_max_size), under a new identification.
+                    let outer_ident = (hash & 0xffff_0000) | u32::from(self.ident);
+                    let max = self.frag_max.max(1);
+                    let saved = (self.frag_max, self.frag_ident);
+                    (self.frag_max, self.frag_ident) = (max, outer_ident);
+                    self.send_frags6(&mut out, fwd::ETH_LEN, d, true);
+                    (self.frag_max, self.frag_ident) = saved;
                 }
             } else {
                 self.route_and_send(&mut out, dest);
@@ -1440,7 +1647,10 @@ impl Worker {
                 }
                 let hash = fwd::flow_hash6(fl);
                 let mtu = self.info.mtu;
-                if fl.l3_len as usize > usize::from(mtu) {
+                // A reassembled datagram is checked and fragmented again
+                // on output (xmit6); anything else larger than the MTU is
+                // a GSO super-packet.
+                if fl.l3_len as usize > usize::from(mtu) && self.frag_max == 0 {
                     if fl.proto != Protocol::Tcp {
                         EngineStats::inc(&st.too_big);
                         self.buf = buf;
@@ -1501,14 +1711,16 @@ impl Worker {
         let st = &self.inner.stats;
         match (fwd, dest) {
             (FwdMethod::Route, SocketAddr::V6(d)) => {
+                self.check_mtu6()?;
                 fwd::dr6(buf, fl.l3)?;
                 EngineStats::inc(&st.dr);
-                self.send_to(buf, *d.ip());
+                self.send_frags6(buf, fl.l3, *d.ip(), false);
             }
             (FwdMethod::Masq, SocketAddr::V6(d)) => {
+                self.check_mtu6()?;
                 fwd::nat6_in(buf, fl, d)?;
                 EngineStats::inc(&st.nat_in);
-                self.route_and_send(buf, *d.ip());
+                self.send_frags6(buf, fl.l3, *d.ip(), true);
             }
             (FwdMethod::Tunnel, d) => {
                 self.tunnel(buf, fl.l3, fl.l3_len as usize, d.ip(), tun, hash, wanted)?
@@ -1532,7 +1744,7 @@ impl Worker {
         if csum_not_ready {
             let _ = fwd::complete_l4_checksum6(&mut buf, fl);
         }
-        if fl.l3_len as usize > usize::from(self.info.mtu) {
+        if fl.l3_len as usize > usize::from(self.info.mtu) && self.frag_max == 0 {
             let mut segs = std::mem::take(&mut self.segs);
             segs.clear();
             if fl.proto == Protocol::Tcp
@@ -1554,13 +1766,69 @@ impl Worker {
     }
 
     fn nat_out6_one(&mut self, buf: &mut [u8], fl: &Flow6, vaddr: SocketAddrV6) {
+        if let Err(e) = self.check_mtu6() {
+            // A reassembled reply whose largest fragment does not fit:
+            // "packet too big" to the real server from our address, as
+            // ip6_forward does (ip6_pkt_too_big) before IPVS sees it.
+            let wanted = self.inner.wanted.read().clone();
+            let src = self.our_addr6(*fl.src.ip(), &wanted.vips6);
+            self.fail6(buf, fl.l3, src.unwrap_or(*vaddr.ip()), e);
+            return;
+        }
         match fwd::nat6_out(buf, fl, vaddr) {
             Ok(()) => {
                 EngineStats::inc(&self.inner.stats.nat_out);
-                self.route_and_send(buf, *fl.dst.ip());
+                self.send_frags6(buf, fl.l3, *fl.dst.ip(), true);
             }
             Err(e) => self.fail6(buf, fl.l3, *vaddr.ip(), e),
         }
+    }
+
+    /// `__mtu_check_toobig_v6` for a reassembled IPv6 datagram: its
+    /// largest fragment must fit the MTU (else "packet too big" with the
+    /// MTU). Other packets were checked by the caller.
+    fn check_mtu6(&self) -> Result<(), Fail> {
+        if self.frag_max > self.info.mtu {
+            return Err(Fail::FragNeeded(self.info.mtu));
+        }
+        Ok(())
+    }
+
+    /// Send the IPv6 packet at `l3` of `buf` toward `dst` (`route`: via
+    /// the route's next hop, else `dst` is the neighbour); a reassembled
+    /// datagram is fragmented again (`ip6_fragment`: pieces of at most
+    /// its largest fragment, at least 1280, and the MTU; the original
+    /// identification kept).
+    fn send_frags6(&mut self, buf: &mut [u8], l3: usize, dst: Ipv6Addr, route: bool) {
+        if self.frag_max == 0 {
+            if route {
+                self.route_and_send(buf, dst);
+            } else {
+                self.send_to(buf, dst);
+            }
+            return;
+        }
+        let st = &self.inner.stats;
+        let mut pieces = std::mem::take(&mut self.pieces);
+        pieces.clear();
+        let (mtu, max, ident) = (self.info.mtu, self.frag_max, self.frag_ident);
+        match frag6::fragment6_frame(buf, l3, mtu, max, ident, &mut pieces) {
+            Ok(()) => {
+                if pieces.len() > 1 {
+                    st.frag_tx.fetch_add(pieces.len() as u64, Ordering::Relaxed);
+                }
+                for p in pieces.iter_mut() {
+                    if route {
+                        self.route_and_send(p, dst);
+                    } else {
+                        self.send_to(p, dst);
+                    }
+                }
+            }
+            Err(frag::FragError::Malformed(_)) => EngineStats::inc(&st.malformed),
+            Err(_) => EngineStats::inc(&st.too_big),
+        }
+        self.pieces = pieces;
     }
 
     fn forward_out(&mut self, fl: &Flow, v: Verdict) {

@@ -15,12 +15,14 @@
 //! `ip_forward=1` does not forward the un-translated reply next to the
 //! engine's translated one.
 //!
-//! IPv4 fragments: the engine reassembles fragments to VIPs and from NAT
-//! real servers itself ([`crate::frag`]). A port rule only matches a
-//! first fragment (nftables cannot see the ports of the others), so each
-//! (VIP, protocol) and (NAT real server, protocol) also gets a rule
-//! dropping non-first fragments (`ip frag-off & 0x1fff != 0`): the kernel
-//! must neither reassemble them nor forward them.
+//! Fragments: the engine reassembles fragments to VIPs and from NAT
+//! real servers itself ([`crate::frag`], [`crate::frag6`]). A port rule
+//! only matches a first fragment (nftables cannot see the ports of the
+//! others), so each (VIP, protocol) and (NAT real server, protocol) also
+//! gets a rule dropping non-first fragments (IPv4: `ip frag-off & 0x1fff
+//! != 0`; IPv6: `meta l4proto P frag frag-off != 0`, the Fragment
+//! header's next header being the protocol): the kernel must neither
+//! reassemble them nor forward them.
 //!
 //! The table is `inet <name>` (default `rvs`), owned by the engine: created
 //! on the first reconcile, replaced atomically on each change (one `nft -f`
@@ -59,6 +61,26 @@ fn fam(a: &IpAddr) -> &'static str {
     }
 }
 
+/// Match non-first fragments of protocol `p` to (`to`) or from `a`:
+/// IPv4 by the offset field, IPv6 by the Fragment header's offset
+/// (`meta l4proto` is the Fragment header's next header for them).
+fn non_first(to: bool, a: &SocketAddr, p: Protocol) -> String {
+    let dir = if to { "daddr" } else { "saddr" };
+    if a.is_ipv4() {
+        format!(
+            "ip {dir} {} ip protocol {} ip frag-off & 0x1fff != 0",
+            a.ip(),
+            l4(p)
+        )
+    } else {
+        format!(
+            "ip6 {dir} {} meta l4proto {} frag frag-off != 0",
+            a.ip(),
+            l4(p)
+        )
+    }
+}
+
 /// The ruleset text for `vips` (served services) and `nat_dests`
 /// (real servers of NAT services).
 pub fn ruleset(
@@ -80,13 +102,9 @@ pub fn ruleset(
             l4(*p),
             a.port()
         );
-        if a.is_ipv4() && !frags.contains(&(*p, a.ip())) {
+        if !frags.contains(&(*p, a.ip())) {
             frags.push((*p, a.ip()));
-            s += &format!(
-                "    iifname \"{iface}\" ip daddr {} ip protocol {} ip frag-off & 0x1fff != 0 drop\n",
-                a.ip(),
-                l4(*p),
-            );
+            s += &format!("    iifname \"{iface}\" {} drop\n", non_first(true, a, *p));
         }
     }
     if fib {
@@ -99,12 +117,11 @@ pub fn ruleset(
                 l4(*p),
                 a.port()
             );
-            if a.is_ipv4() && !frags.contains(&(*p, a.ip())) {
+            if !frags.contains(&(*p, a.ip())) {
                 frags.push((*p, a.ip()));
                 s += &format!(
-                    "    iifname \"{iface}\" ip saddr {} ip protocol {} ip frag-off & 0x1fff != 0 fib daddr type != local drop\n",
-                    a.ip(),
-                    l4(*p),
+                    "    iifname \"{iface}\" {} fib daddr type != local drop\n",
+                    non_first(false, a, *p)
                 );
             }
         }
@@ -216,5 +233,25 @@ mod test {
             "ip saddr 198.18.0.21 ip protocol tcp ip frag-off & 0x1fff != 0 fib daddr type != local drop"
         ));
         assert!(s.starts_with("table inet rvs {}\nflush table inet rvs\n"));
+    }
+
+    #[test]
+    fn text6() {
+        let s = ruleset(
+            "rvs",
+            "eth0",
+            &[
+                (Protocol::Udp, "[2001:2:0:1::100]:53".parse().unwrap()),
+                (Protocol::Udp, "[2001:2:0:1::100]:54".parse().unwrap()),
+            ],
+            &[(Protocol::Udp, "[2001:2:0:1::21]:53".parse().unwrap())],
+            true,
+        );
+        assert!(s.contains("iifname \"eth0\" ip6 daddr 2001:2:0:1::100 udp dport 53 drop"));
+        let frag = "ip6 daddr 2001:2:0:1::100 meta l4proto udp frag frag-off != 0 drop";
+        assert_eq!(s.matches(frag).count(), 1);
+        assert!(s.contains(
+            "ip6 saddr 2001:2:0:1::21 meta l4proto udp frag frag-off != 0 fib daddr type != local drop"
+        ));
     }
 }

@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo test -p rvs-packet --test lab -- --test-threads=2`
 
+mod common;
+
+use common::{FRAG_CLIENT, FRAG_ECHO};
 use rvs_lab::{skip_unless_root, wait_for, Lab, RS1, RS2, VIP};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -463,16 +466,6 @@ fn nat_udp_icmp() {
     });
     assert!(d.is_some(), "icmp_fwd not counted");
 }
-
-/// UDP echo on ADDR:5353 (argv[1]) answering `LEN:SHA1` padded to the
-/// request's length (so a large request gets a large, fragmented reply).
-/// (DR binds the VIP so the reply's source is the VIP.)
-const FRAG_ECHO: &str = "import socket,hashlib,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind((sys.argv[1],5353))\nwhile True:\n d,a=s.recvfrom(65535)\n print(len(d),a[0],flush=True)\n r=('%d:%s:' % (len(d), hashlib.sha1(d).hexdigest())).encode()\n s.sendto(r+b'r'*max(0,len(d)-len(r)),a)\n";
-
-/// Client: datagrams of 4000 bytes (the client's kernel fragments them,
-/// MTU 1500) to VIP:5353; prints one line per datagram: whether the real
-/// server got it whole, the reply's length and its source.
-const FRAG_CLIENT: &str = "import socket,hashlib,os,sys\nfor i in range(3):\n s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n s.settimeout(3)\n s.connect((sys.argv[1],5353))\n d=os.urandom(4000)\n s.send(d)\n try:\n  r,a=s.recvfrom(65535)\n  ok=r.startswith(('%d:%s:' % (len(d), hashlib.sha1(d).hexdigest())).encode())\n  print('whole' if ok else 'mangled', len(r), a[0])\n except socket.timeout:\n  print('timeout')\n";
 
 /// IPv4 fragments through the engine: the client's 4000-byte UDP
 /// datagrams arrive in fragments, the engine reassembles them (as

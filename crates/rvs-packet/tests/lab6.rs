@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo test -p rvs-packet --test lab6 -- --test-threads=2`
 
+mod common;
+
+use common::{FRAG_CLIENT, FRAG_ECHO};
 use rvs_lab::v6::{self, CLIENT6, LVS1_6, RS1_6, RS2_6, VIP6};
 use rvs_lab::{skip_unless_root, wait_for, Lab, RS1, RS2, VIP};
 use rvs_packet::driver::{read_dump, Dump};
@@ -466,4 +469,113 @@ fn nat6_udp_icmp() {
     });
     assert!(sent.is_some(), "icmp_sent not counted");
     stop_engine(&mut lab, pid);
+}
+
+/// IPv6 fragments through the engine: the client's 4000-byte UDP
+/// datagrams leave its kernel in fragments (MTU 1500), the engine
+/// reassembles them (as `nf_defrag_ipv6` does for IPVS), forwards the
+/// datagram by `method` and fragments it again on output (pieces no
+/// larger than the client's, the identification kept); the real server
+/// receives it whole. For NAT the real server's fragmented reply is
+/// reassembled, translated and fragmented back to the client.
+fn udp_frag6(prefix: &str, method: &str) {
+    let mut lab = Lab::up(prefix);
+    v6::up6(&lab);
+    let rs_prog = example("realserver");
+    for n in ["rs1", "rs2"] {
+        if method == "nat" {
+            let o = lab.exec(n, &["ip", "-6", "route", "replace", CLIENT6, "via", LVS1_6]);
+            assert!(o.status.success());
+        } else {
+            let o = lab.exec(n, &[&rs_prog, "setup", "--vip", VIP6]);
+            assert!(
+                o.status.success(),
+                "realserver setup: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let bind = if method == "nat" { "::" } else { VIP6 };
+        lab.spawn(n, &format!("echo-{n}"), &["python3", "-c", FRAG_ECHO, bind]);
+    }
+    for n in ["rs1", "rs2"] {
+        let bound = wait_for(Duration::from_secs(10), || {
+            lab.sh(n, "ss -Hluna 'sport = :5353'")
+                .contains("5353")
+                .then_some(())
+        });
+        assert!(
+            bound.is_some(),
+            "UDP echo server in {n} did not start: {}",
+            lab.log(&format!("echo-{n}"))
+        );
+    }
+    v6::add_addr6(&lab, "lvs1", "eth0", VIP6, v6::PLEN);
+    let dump = lab.dir.path().join("dump");
+    let rss = [v6::sock6(RS1_6, 5353), v6::sock6(RS2_6, 5353)];
+    let pid = start_engine(
+        &mut lab,
+        &dump,
+        &v6::sock6(VIP6, 5353),
+        &rss,
+        method,
+        &["--udp"],
+    );
+    let t = lab.sh("lvs1", "nft list table inet rvs");
+    assert!(
+        t.contains(&format!(
+            "ip6 daddr {VIP6} meta l4proto udp frag frag-off != 0 drop"
+        )),
+        "no IPv6 fragment guard: {t}"
+    );
+    let out = lab.sh("client", &format!("python3 -c \"{FRAG_CLIENT}\" {VIP6}"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec![format!("whole 4000 {VIP6}").as_str(); 3],
+        "lvs log: {}\ndump: {}\nrs1: {}\nrs2: {}",
+        lab.log("lvs"),
+        std::fs::read_to_string(&dump).unwrap_or_default(),
+        lab.log("echo-rs1"),
+        lab.log("echo-rs2"),
+    );
+    // The real servers got the datagrams whole, from the client.
+    let got: String = ["rs1", "rs2"]
+        .iter()
+        .map(|n| lab.log(&format!("echo-{n}")))
+        .collect();
+    assert_eq!(
+        got.matches(&format!("4000 {CLIENT6}")).count(),
+        3,
+        "echo logs: {got}"
+    );
+    let d = wait_for(Duration::from_secs(3), || {
+        read_dump(&dump).filter(|d| d.svc.first() == Some(&3))
+    })
+    .unwrap_or_else(|| panic!("dump: {:?}", read_dump(&dump)));
+    let want = if method == "nat" { 6 } else { 3 };
+    assert!(d.engine("reassembled") >= want, "{:?}", d.engine);
+    assert!(d.engine("frag_tx") >= 2 * want, "{:?}", d.engine);
+    assert_eq!(d.engine("reasm_drop"), 0, "{:?}", d.engine);
+    // InBytes: the whole datagrams (IPv6 header + UDP header + 4000).
+    assert_eq!(d.svc[3], 3 * 4048, "InBytes");
+    if method == "nat" {
+        assert_eq!(d.svc[4], 3 * 4048, "OutBytes");
+    }
+    stop_engine(&mut lab, pid);
+}
+
+#[test]
+fn dr6_udp_frag() {
+    if skip_unless_root("rvs-packet dr6_udp_frag") {
+        return;
+    }
+    udp_frag6("rvs6-drfr", "dr");
+}
+
+#[test]
+fn nat6_udp_frag() {
+    if skip_unless_root("rvs-packet nat6_udp_frag") {
+        return;
+    }
+    udp_frag6("rvs6-natfr", "nat");
 }
