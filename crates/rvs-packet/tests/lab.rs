@@ -170,25 +170,103 @@ fn dr() {
     stop_engine(&mut s);
 }
 
+/// NAT: the real servers' replies to the client must go through the
+/// director (same /24 here, so a host route instead of the default route).
+fn nat_routes(lab: &mut Lab) {
+    for n in ["rs1", "rs2"] {
+        let o = lab.exec(
+            n,
+            &[
+                "ip",
+                "route",
+                "replace",
+                rvs_lab::CLIENT,
+                "via",
+                rvs_lab::LVS1,
+            ],
+        );
+        assert!(o.status.success());
+    }
+}
+
+/// TUN: the user-space decapsulator on both real servers (this kernel has
+/// no ipip module).
+fn tun_decap(lab: &mut Lab) {
+    let rs_prog = example("realserver");
+    for n in ["rs1", "rs2"] {
+        lab.spawn(
+            n,
+            &format!("decap-{n}"),
+            &[
+                &rs_prog,
+                "setup",
+                "--vip",
+                VIP,
+                "--tun",
+                "--interface",
+                "eth0",
+                "--gue-port",
+                "6080",
+            ],
+        );
+    }
+    for n in ["rs1", "rs2"] {
+        let ok = wait_for(Duration::from_secs(5), || {
+            lab.sh(n, "nft list tables")
+                .contains("rvs-rs")
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "decap in {n} did not start: {}",
+            lab.log(&format!("decap-{n}"))
+        );
+    }
+}
+
+/// `-p 60` with rr: every request of the client goes to one real server,
+/// and the persistence template (client /32, port 0, state NONE) is in the
+/// table next to the connections, which end in `end_state`.
+fn persistent(prefix: &str, method: &str, end_state: &str, rs_prep: impl Fn(&mut Lab)) {
+    let s = setup(prefix, method, &["--persistent", "60"], rs_prep);
+    let got = curl4(&s.lab);
+    assert!(
+        got.iter().all(|g| g == &got[0]) && got[0].starts_with("rs"),
+        "persistence ({method}): {got:?}"
+    );
+    let d = wait_state(&s, end_state, 4);
+    assert!(
+        d.conns
+            .iter()
+            .any(|c| c[1].ends_with(":0") && c[4] == "NONE"),
+        "template ({method}): {:?}",
+        d.conns
+    );
+    assert_eq!(d.svc[0], 4, "Conns ({method})");
+}
+
 #[test]
 fn dr_persistent() {
     if skip_unless_root("rvs-packet dr_persistent") {
         return;
     }
-    let s = setup("rvspk-per", "dr", &["--persistent", "60"], |_| {});
-    let got = curl4(&s.lab);
-    assert!(
-        got.iter().all(|g| g == &got[0]) && got[0].starts_with("rs"),
-        "persistence: {got:?}"
-    );
-    let d = wait_state(&s, "FIN_WAIT", 4);
-    assert!(
-        d.conns
-            .iter()
-            .any(|c| c[1].ends_with(":0") && c[4] == "NONE"),
-        "template: {:?}",
-        d.conns
-    );
+    persistent("rvspk-per", "dr", "FIN_WAIT", |_| {});
+}
+
+#[test]
+fn nat_persistent() {
+    if skip_unless_root("rvs-packet nat_persistent") {
+        return;
+    }
+    persistent("rvspk-nper", "nat", "TIME_WAIT", nat_routes);
+}
+
+#[test]
+fn tun_persistent() {
+    if skip_unless_root("rvs-packet tun_persistent") {
+        return;
+    }
+    persistent("rvspk-tper", "tun", "FIN_WAIT", tun_decap);
 }
 
 #[test]
@@ -198,24 +276,7 @@ fn nat() {
     }
     // Two RX threads in a PACKET_FANOUT group: the two directions of a
     // connection usually land on different threads.
-    let mut s = setup("rvspk-nat", "nat", &["--threads", "2"], |lab| {
-        for n in ["rs1", "rs2"] {
-            // Replies to the client must go through the director (same /24
-            // here, so a host route instead of the default route).
-            let o = lab.exec(
-                n,
-                &[
-                    "ip",
-                    "route",
-                    "replace",
-                    rvs_lab::CLIENT,
-                    "via",
-                    rvs_lab::LVS1,
-                ],
-            );
-            assert!(o.status.success());
-        }
-    });
+    let mut s = setup("rvspk-nat", "nat", &["--threads", "2"], nat_routes);
     assert_rr(&curl4(&s.lab));
     // both directions seen -> the server's FIN moves the conn to TIME_WAIT
     let d = wait_state(&s, "TIME_WAIT", 4);
@@ -261,38 +322,7 @@ fn tun() {
     if skip_unless_root("rvs-packet tun") {
         return;
     }
-    let rs_prog = example("realserver");
-    let mut s = setup("rvspk-tun", "tun", &[], |lab| {
-        for n in ["rs1", "rs2"] {
-            lab.spawn(
-                n,
-                &format!("decap-{n}"),
-                &[
-                    &rs_prog,
-                    "setup",
-                    "--vip",
-                    VIP,
-                    "--tun",
-                    "--interface",
-                    "eth0",
-                    "--gue-port",
-                    "6080",
-                ],
-            );
-        }
-        for n in ["rs1", "rs2"] {
-            let ok = wait_for(Duration::from_secs(5), || {
-                lab.sh(n, "nft list tables")
-                    .contains("rvs-rs")
-                    .then_some(())
-            });
-            assert!(
-                ok.is_some(),
-                "decap in {n} did not start: {}",
-                lab.log(&format!("decap-{n}"))
-            );
-        }
-    });
+    let mut s = setup("rvspk-tun", "tun", &[], tun_decap);
     assert_rr(&curl4(&s.lab));
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[2], 0);
