@@ -672,6 +672,14 @@ impl Instance {
         }
     }
 
+    /// Replace the virtual addresses at run time (e.g. reload), keeping the
+    /// state: the next adverts carry the new list. Adding and removing the
+    /// addresses on the interface is the shell's job (only a MASTER holds
+    /// them).
+    pub fn set_vips(&mut self, vips: Vec<crate::VipConfig>) {
+        self.cfg.vips = vips;
+    }
+
     /// Change the base priority at run time (e.g. reload).
     pub fn set_priority(&mut self, now: Instant, prio: u8) {
         self.cfg.priority = prio.max(1);

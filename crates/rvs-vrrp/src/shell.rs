@@ -122,10 +122,24 @@ pub struct RunOptions {
     /// shell polls each instance's interface and puts the instance in FAULT
     /// while it is down or has no carrier (keepalived's default).
     pub no_track_interface: bool,
-    /// Base-priority changes at run time (instance name, new priority),
-    /// e.g. from a configuration reload: applied without leaving the
-    /// current state, so a reload does not flap the VIP.
-    pub priorities: Option<mpsc::UnboundedReceiver<(String, u8)>>,
+    /// Run-time changes of instances (e.g. from a configuration reload),
+    /// applied without leaving the current state, so a reload does not flap
+    /// the VIP.
+    pub reconfigure: Option<mpsc::UnboundedReceiver<Reconfigure>>,
+}
+
+/// A run-time change of one running instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reconfigure {
+    /// New base priority.
+    Priority { instance: String, priority: u8 },
+    /// New `virtual_ipaddress` list: a MASTER removes the addresses that
+    /// are gone, adds the new ones (and announces them with gratuitous ARP
+    /// / unsolicited NA); the adverts carry the new list.
+    Vips {
+        instance: String,
+        vips: Vec<crate::VipConfig>,
+    },
 }
 
 /// Run `instances` until `shutdown` is cancelled, publishing status on every
@@ -300,10 +314,10 @@ pub async fn run_with(
     let mut link_tick = tokio::time::interval(Duration::from_secs(1));
     link_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let track_links = !opts.no_track_interface;
-    let (_prio_keep, mut prio_rx) = match opts.priorities.take() {
+    let (_reconf_keep, mut reconf_rx) = match opts.reconfigure.take() {
         Some(rx) => (None, rx),
         None => {
-            let (tx, rx) = mpsc::unbounded_channel::<(String, u8)>();
+            let (tx, rx) = mpsc::unbounded_channel::<Reconfigure>();
             (Some(tx), rx)
         }
     };
@@ -358,13 +372,7 @@ pub async fn run_with(
                     }
                 }
             }
-            Some((name, prio)) = prio_rx.recv() => {
-                let now = Instant::now();
-                for s in sh.slots.iter_mut().filter(|s| s.inst.config().name == name) {
-                    tracing::info!(instance = %name, priority = prio, "({name}) priority changed by reload");
-                    s.inst.set_priority(now, prio);
-                }
-            }
+            Some(r) = reconf_rx.recv() => sh.reconfigure(r).await,
         }
         sh.pump().await;
         publish(&status, &sh.slots, origin);
@@ -511,6 +519,61 @@ impl Shell {
             let cfg = slot.inst.config().clone();
             let lifetime = slot.lifetime;
             add_vips(&self.netlink, &cfg, lifetime).await;
+        }
+    }
+
+    async fn reconfigure(&mut self, r: Reconfigure) {
+        let now = Instant::now();
+        match r {
+            Reconfigure::Priority { instance, priority } => {
+                for s in self
+                    .slots
+                    .iter_mut()
+                    .filter(|s| s.inst.config().name == instance)
+                {
+                    tracing::info!(instance = %instance, priority, "({instance}) priority changed by reload");
+                    s.inst.set_priority(now, priority);
+                }
+            }
+            Reconfigure::Vips { instance, vips } => {
+                for i in 0..self.slots.len() {
+                    if self.slots[i].inst.config().name != instance {
+                        continue;
+                    }
+                    let old = self.slots[i].inst.config().clone();
+                    self.slots[i].inst.set_vips(vips.clone());
+                    tracing::info!(instance = %instance, "({instance}) virtual addresses changed by reload");
+                    if self.slots[i].inst.state() != State::Master {
+                        continue;
+                    }
+                    // A MASTER holds the addresses: drop what is gone, add
+                    // and announce what is new.
+                    let gone = InstanceConfig {
+                        vips: old
+                            .vips
+                            .iter()
+                            .filter(|v| !vips.contains(v))
+                            .cloned()
+                            .collect(),
+                        ..old.clone()
+                    };
+                    let new = InstanceConfig {
+                        vips: vips
+                            .iter()
+                            .filter(|v| !old.vips.contains(v))
+                            .cloned()
+                            .collect(),
+                        ..old
+                    };
+                    del_vips(&self.netlink, &gone).await;
+                    let lifetime = self.slots[i].lifetime;
+                    add_vips(&self.netlink, &new, lifetime).await;
+                    if let Some(iface) = self.ifaces.get(&self.slots[i].iface) {
+                        let addrs: Vec<IpAddr> = new.vips.iter().map(|v| v.addr).collect();
+                        send_garps(iface, &addrs, 1);
+                    }
+                }
+            }
         }
     }
 

@@ -173,7 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     let mut warnings = Vec::new();
                     let (inst, _) = rvsd::vrrp::instances(&cfg, &mut warnings);
                     if !v.reload(&inst) {
-                        warn!("SIGHUP: vrrp_instance changes other than priority take effect at the next start of rvsd");
+                        warn!("SIGHUP: vrrp_instance changes other than priority and virtual_ipaddress take effect at the next start of rvsd");
                     }
                 }
             }

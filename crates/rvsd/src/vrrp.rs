@@ -160,7 +160,7 @@ pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceCo
             })
             .collect(),
         no_track_interface: false,
-        priorities: None,
+        reconfigure: None,
     };
     (out, opts)
 }
@@ -212,7 +212,7 @@ fn spawn_interface_tracker(
 pub struct Vrrp {
     cancel: CancellationToken,
     task: JoinHandle<()>,
-    priorities: tokio::sync::mpsc::UnboundedSender<(String, u8)>,
+    reconfigure: tokio::sync::mpsc::UnboundedSender<rvs_vrrp::shell::Reconfigure>,
     running: std::sync::Mutex<Vec<InstanceConfig>>,
 }
 
@@ -273,7 +273,7 @@ impl Vrrp {
         let (tx, rx) = watch::channel(Vec::<InstanceStatus>::new());
         let cancel = CancellationToken::new();
         let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
-        opts.priorities = Some(prx);
+        opts.reconfigure = Some(prx);
         let running = std::sync::Mutex::new(instances.clone());
         let mut tracked: Vec<String> = instances
             .iter()
@@ -324,31 +324,45 @@ impl Vrrp {
         Ok(Vrrp {
             cancel,
             task,
-            priorities: ptx,
+            reconfigure: ptx,
             running,
         })
     }
 
-    /// Apply a reloaded configuration's instances. Priority changes are
-    /// applied in place (no state change, no VIP flap); returns false when
-    /// anything else differs, which takes a restart of rvsd.
+    /// Apply a reloaded configuration's instances. Priority and
+    /// `virtual_ipaddress` changes are applied in place (no state change, no
+    /// VIP flap: a MASTER adds and announces new addresses and removes the
+    /// ones that are gone); returns false when anything else differs, which
+    /// takes a restart of rvsd.
     pub fn reload(&self, new: &[InstanceConfig]) -> bool {
+        use rvs_vrrp::shell::Reconfigure;
         let Ok(mut cur) = self.running.lock() else {
             return false;
         };
-        let same_but_priority = cur.len() == new.len()
+        let live = cur.len() == new.len()
             && cur.iter().zip(new).all(|(a, b)| {
                 let mut b2 = b.clone();
                 b2.priority = a.priority;
+                b2.vips = a.vips.clone();
                 *a == b2
             });
-        if !same_but_priority {
+        if !live {
             return *cur == new;
         }
         for (a, b) in cur.iter_mut().zip(new) {
             if a.priority != b.priority {
-                let _ = self.priorities.send((b.name.clone(), b.priority));
+                let _ = self.reconfigure.send(Reconfigure::Priority {
+                    instance: b.name.clone(),
+                    priority: b.priority,
+                });
                 a.priority = b.priority;
+            }
+            if a.vips != b.vips {
+                let _ = self.reconfigure.send(Reconfigure::Vips {
+                    instance: b.name.clone(),
+                    vips: b.vips.clone(),
+                });
+                a.vips = b.vips.clone();
             }
         }
         true
