@@ -27,7 +27,8 @@
 //! * ICMP errors related to a connection (destination unreachable, source
 //!   quench, time exceeded; ICMPv6: see below) are forwarded the same
 //!   way; for NAT they are translated (`ip_vs_nat_icmp`) in both
-//!   directions. TTL expiry answers
+//!   directions, and counted on their connection (`ip_vs_in_stats` /
+//!   `ip_vs_out_stats`, [`rvs_core::Ipvs::count_related`]). TTL expiry answers
 //!   "time exceeded"; a service without a usable destination answers "port
 //!   unreachable", as `ip_vs_leave` does.
 //!
@@ -154,8 +155,7 @@
 //! tunnel MTU are not sent in an IPv6 tunnel; UDP GSO super-packets from a local
 //! sender (partial checksum) are not segmented (counted in `too_big`);
 //! fwmark services are not
-//! matched; related ICMP/ICMPv6 errors are forwarded but not added to the
-//! service counters; ICMP errors about the engine's own tunnel packets
+//! matched; ICMP errors about the engine's own tunnel packets
 //! (e.g. "packet too big" from a router between director and real
 //! server) are not translated back to the client; the neighbour cache is
 //! not seeded from the kernel's IPv6 neighbour table (the first packet to
@@ -1878,6 +1878,26 @@ impl Worker {
         }
     }
 
+    /// A related ICMP error from a NAT real server's side, about the
+    /// connection `client` -> `vip`: counted as an outbound packet of it
+    /// (`handle_response_icmp` -> `ip_vs_out_stats`).
+    fn count_reply_icmp(&self, proto: Protocol, client: SocketAddr, vip: SocketAddr, len: u32) {
+        let now = self.inner.shared.now();
+        let probe = rvs_core::Packet {
+            fwmark: 0,
+            proto,
+            src: client,
+            dst: vip,
+            tcp_flags: TcpFlags::default(),
+            len,
+            dir: Dir::In,
+        };
+        let mut t = self.inner.shared.ipvs.lock();
+        if let Some(c) = t.lookup(now, &probe) {
+            let _ = t.count_related(now, c.conn, Dir::Out, len);
+        }
+    }
+
     fn forward_icmp(&mut self, e: &IcmpError, wanted: &Wanted) {
         let st = &self.inner.stats;
         let mut buf = std::mem::take(&mut self.buf);
@@ -1887,7 +1907,13 @@ impl Worker {
             let fe = self.inner.flows.lock().map.get(&key).copied();
             if let Some(fe) = fe {
                 let now = self.inner.shared.now();
-                let alive = self.inner.shared.ipvs.lock().conn(now, fe.conn).is_some();
+                // ip_vs_in_icmp: counted on the connection (ip_vs_in_stats).
+                let alive = self.inner.shared.ipvs.lock().count_related(
+                    now,
+                    fe.conn,
+                    Dir::In,
+                    u32::from(e.l3_len),
+                );
                 if alive {
                     EngineStats::inc(&st.icmp_fwd);
                     let r = match (fe.fwd, fe.dest) {
@@ -1921,6 +1947,12 @@ impl Worker {
             let key = (e.inner_proto, e.inner_src, e.inner_dst);
             let vip = self.inner.flows.lock().nat_rev.get(&key).copied();
             if let Some(vip) = vip {
+                self.count_reply_icmp(
+                    e.inner_proto,
+                    SocketAddr::V4(e.inner_src),
+                    SocketAddr::V4(vip),
+                    u32::from(e.l3_len),
+                );
                 if fwd::nat_icmp(&mut buf, e, false, vip).is_ok() {
                     EngineStats::inc(&st.icmp_fwd);
                     self.route_and_send(&mut buf, e.dst);
@@ -1964,7 +1996,12 @@ impl Worker {
             let fe = inner.flows.lock().map6.get(&key).copied();
             if let Some(fe) = fe {
                 let now = inner.shared.now();
-                if inner.shared.ipvs.lock().conn(now, fe.conn).is_some() {
+                let alive = inner
+                    .shared
+                    .ipvs
+                    .lock()
+                    .count_related(now, fe.conn, Dir::In, e.l3_len);
+                if alive {
                     EngineStats::inc(&st.icmp_fwd);
                     r = match (fe.fwd, fe.dest) {
                         (FwdMethod::Masq, SocketAddr::V6(d)) => {
@@ -1988,6 +2025,12 @@ impl Worker {
             let key = (e.inner_proto, e.inner_src, e.inner_dst);
             let vip = inner.flows.lock().nat_rev6.get(&key).copied();
             if let Some(vip) = vip {
+                self.count_reply_icmp(
+                    e.inner_proto,
+                    SocketAddr::V6(e.inner_src),
+                    SocketAddr::V6(vip),
+                    e.l3_len,
+                );
                 r = fwd::nat_icmp6(&mut buf, e, false, vip).map(|()| {
                     EngineStats::inc(&st.icmp_fwd);
                     self.route_and_send(&mut buf, e.dst);
