@@ -326,63 +326,20 @@ const BIG: usize = 1 << 20;
 /// serves a `BIG`-byte `/big`.
 fn start_upload_nginx(lab: &Lab, node: &str) {
     lab.stop_nginx(node);
-    let d = lab.dir.path().join(format!("up-{node}"));
-    let (www, tmp) = (d.join("www"), d.join("tmp"));
-    std::fs::create_dir_all(www.join("up")).expect("nginx dir");
-    std::fs::create_dir_all(&tmp).expect("nginx dir");
-    // nginx workers run as nobody: the upload and temp dirs are theirs.
-    for (p, mode) in [
-        (lab.dir.path().to_path_buf(), 0o755),
-        (d.clone(), 0o755),
-        (www.clone(), 0o755),
-        (www.join("up"), 0o777),
-        (tmp.clone(), 0o777),
-    ] {
-        let _ = std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode));
-    }
-    std::fs::write(www.join("index.html"), format!("{node}\n")).expect("index");
-    std::fs::write(www.join("big"), body(node.as_bytes()[2])).expect("big");
-    let conf = format!(
-        "daemon on;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-worker_processes 1;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_max_body_size 10m;
-  client_body_temp_path {d}/tmp;
-  proxy_temp_path {d}/tmp;
-  fastcgi_temp_path {d}/tmp;
-  uwsgi_temp_path {d}/tmp;
-  scgi_temp_path {d}/tmp;
-  server {{
-    listen 80 reuseport;
-    root {www};
-    location /up/ {{ dav_methods PUT; }}
-    location / {{ index index.html; }}
-  }}
-}}
-",
-        d = d.display(),
-        www = www.display()
-    );
-    let conf_path = d.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("nginx.conf");
-    let o = lab.exec(
+    let www = lab.start_nginx_with(
         node,
-        &["nginx", "-c", conf_path.to_str().unwrap_or_default()],
+        node,
+        &rvs_lab::NginxOpts {
+            http: "client_max_body_size 10m;",
+            server: "location /up/ { dav_methods PUT; }",
+            ..Default::default()
+        },
     );
-    assert!(
-        o.status.success(),
-        "nginx in {node}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let ok = wait_for(Duration::from_secs(5), || {
-        let out = lab.sh(node, "curl -s -m 1 http://127.0.0.1/");
-        (out.trim() == node).then_some(())
-    });
-    assert!(ok.is_some(), "upload nginx in {node} did not come up");
+    // nginx workers run as nobody: the upload dir is theirs.
+    let up = www.join("up");
+    std::fs::create_dir_all(&up).expect("upload dir");
+    let _ = std::fs::set_permissions(&up, std::os::unix::fs::PermissionsExt::from_mode(0o777));
+    std::fs::write(www.join("big"), body(node.as_bytes()[2])).expect("big");
 }
 
 /// `BIG` pseudo-random bytes (seeded, so every run sends the same).
@@ -427,7 +384,7 @@ fn upload(lab: &Lab, file: &Path, name: &str, max_secs: u32) -> (String, f64) {
 fn uploaded(lab: &Lab, name: &str) -> Option<Vec<u8>> {
     ["rs1", "rs2"]
         .iter()
-        .find_map(|n| std::fs::read(lab.dir.path().join(format!("up-{n}/www/up/{name}"))).ok())
+        .find_map(|n| std::fs::read(lab.dir.path().join(format!("nginx-{n}/www/up/{name}"))).ok())
 }
 
 fn engine_log_multi_buffer(s: &Setup) -> Option<bool> {
@@ -491,7 +448,7 @@ fn gso_upload_dr() {
     }
     // rr: one upload on each real server
     for n in ["rs1", "rs2"] {
-        let dir = s.lab.dir.path().join(format!("up-{n}/www/up"));
+        let dir = s.lab.dir.path().join(format!("nginx-{n}/www/up"));
         let k = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         assert_eq!(k, 1, "uploads on {n}");
     }
