@@ -133,6 +133,14 @@ pub struct ListenKey {
     pub addr: SocketAddr,
 }
 
+/// A firewall-mark virtual service an engine serves (`ipvsadm -A -f MARK`,
+/// `-6` for IPv6): packets of that family carrying `skb->mark == mark`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FwmarkKey {
+    pub mark: u32,
+    pub v6: bool,
+}
+
 /// What the daemon needs from a data-plane engine.
 pub trait Engine: Send + Sync {
     /// Engine name (`proxy`, `packet`).
@@ -141,6 +149,10 @@ pub trait Engine: Send + Sync {
     /// what is gone. Established flows of a removed service keep running
     /// until they end, as IPVS connections outlive their service's listener.
     fn reconcile(&self, wanted: &[ListenKey]);
+    /// Serve exactly these firewall-mark services (in addition to the
+    /// address services of [`Engine::reconcile`]). Only engines that see
+    /// packet marks can; the default ignores them.
+    fn reconcile_fwmarks(&self, _marks: &[FwmarkKey]) {}
     /// Stop all listeners.
     fn shutdown(&self);
 }

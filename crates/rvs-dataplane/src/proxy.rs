@@ -168,6 +168,18 @@ impl Engine for ProxyEngine {
         }
     }
 
+    /// Relayed sockets carry no firewall marks: fwmark services are not
+    /// served (warned once per process).
+    fn reconcile_fwmarks(&self, marks: &[crate::FwmarkKey]) {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !marks.is_empty() && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            warn!(
+                services = marks.len(),
+                "proxy: fwmark services are not served by the proxy engine; fwmark services need --engine packet"
+            );
+        }
+    }
+
     fn shutdown(&self) {
         for (_, l) in self.listeners.lock().drain() {
             l.cancel.cancel();

@@ -8,7 +8,7 @@
 
 use crate::EngineStats;
 use rvs_core::{DestConf, FwdMethod, Ipvs, Protocol, ServiceConf, SvcKey, TunCsum, TunType};
-use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_dataplane::{Engine, FwmarkKey, ListenKey, Shared};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,9 @@ pub struct Setup {
     pub iface: String,
     pub key: SvcKey,
     pub listen: ListenKey,
+    /// With `--fwmark N`: the firewall-mark service (of `--vip`'s family)
+    /// the table has instead of `listen`'s address service.
+    pub fwmark: Option<FwmarkKey>,
     pub dump: Option<String>,
     pub nft: bool,
     pub shared: Arc<Shared>,
@@ -28,7 +31,10 @@ pub struct Setup {
 /// Parse the flags both drivers share — `--interface IF --vip ADDR:PORT
 /// --rs ADDR:PORT... --method dr|nat|tun [--udp] [--sched S] [--persistent
 /// SECS] [--tun-type ipip|gue|gre] [--tun-port N] [--tun-csum] [--dump FILE]
-/// [--no-nft]` — and build the table. Engine-specific flags go to `extra`
+/// [--no-nft] [--fwmark N]` — and build the table. With `--fwmark N` the
+/// service is the firewall-mark service N (`ipvsadm -A -f N`, IPv6 if the
+/// `--vip` address is; its port is not used) and a real server's port 0
+/// means "the packet's destination port", as IPVS does. Engine-specific flags go to `extra`
 /// (flag, a way to take its value); it returns false for an unknown flag.
 /// Any error prints `usage` and exits with status 2.
 pub fn setup(
@@ -44,6 +50,7 @@ pub fn setup(
     let (mut proto, mut sched, mut persist, mut dump, mut nft) =
         (Protocol::Tcp, "rr".to_string(), None, None, true);
     let (mut tun_type, mut tun_port, mut tun_csum) = (TunType::Ipip, 0u16, TunCsum::NoCsum);
+    let mut fwmark: Option<u32> = None;
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| fail());
         match a.as_str() {
@@ -73,6 +80,15 @@ pub fn setup(
             "--tun-csum" => tun_csum = TunCsum::Csum,
             "--dump" => dump = Some(val()),
             "--no-nft" => nft = false,
+            "--fwmark" => {
+                fwmark = Some(
+                    val()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|m| *m != 0)
+                        .unwrap_or_else(|| fail()),
+                )
+            }
             other => {
                 if !extra(other, &mut val) {
                     fail()
@@ -84,10 +100,20 @@ pub fn setup(
         fail()
     };
     let shared = Shared::new(Ipvs::new());
-    let key = SvcKey::Addr {
-        proto,
-        addr: vip.ip(),
-        port: vip.port(),
+    let fwmark = fwmark.map(|mark| FwmarkKey {
+        mark,
+        v6: vip.is_ipv6(),
+    });
+    let key = match fwmark {
+        Some(f) => SvcKey::Fwmark {
+            mark: f.mark,
+            v6: f.v6,
+        },
+        None => SvcKey::Addr {
+            proto,
+            addr: vip.ip(),
+            port: vip.port(),
+        },
     };
     {
         let now = shared.now();
@@ -115,6 +141,7 @@ pub fn setup(
         iface,
         key,
         listen: ListenKey { proto, addr: vip },
+        fwmark,
         dump,
         nft,
         shared,

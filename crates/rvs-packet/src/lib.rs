@@ -137,6 +137,52 @@
 //! The lab tests (`tests/lab6.rs`) run all of this with real nginx and
 //! `curl -6` on 2001:2::/48 (RFC 5180) addresses.
 //!
+//! ## Firewall-mark services
+//! Services keyed by a firewall mark (`ipvsadm -A -f 1`, `-6` for IPv6;
+//! keepalived `virtual_server fwmark 1 { ... }`) serve the packets that
+//! carry `skb->mark == 1` when they reach the engine. The main ring is an
+//! ETH_P_ALL tap, which the kernel serves *before* the tc and netfilter
+//! ingress hooks, so it always sees mark 0; for each served (mark,
+//! family) RX thread 0 therefore opens a [`sys::MarkSocket`]: an
+//! AF_PACKET socket bound to ETH_P_IP (ETH_P_IPV6) on the interface,
+//! which `__netif_receive_skb_core` serves *after* `sch_handle_ingress`
+//! and `nf_ingress`, with a classic BPF filter accepting only that mark
+//! ([`sys::mark_filter`]). Its TCP/UDP/SCTP packets to our MAC take the
+//! normal path with `Packet::fwmark` set, so `rvs-core` schedules them
+//! to the fwmark service (persistence templates by mark, real servers
+//! with port 0 = the packet's port, DR/NAT/TUN as configured). Replies of
+//! fwmark NAT connections arrive unmarked and are matched on the main
+//! ring by the connection table. The nftables table drops marked packets
+//! at PREROUTING ([`nft`]) so the kernel neither answers nor forwards
+//! them.
+//!
+//! The marks must therefore be set at **netdev ingress** on the engine's
+//! interface (or by tc ingress), e.g.:
+//!
+//! ```text
+//! nft add table netdev rvsmark
+//! nft add chain netdev rvsmark in '{ type filter hook ingress device eth0 priority -500; }'
+//! nft add rule netdev rvsmark in ip daddr 198.18.0.100 tcp dport '{ 80, 8080 }' meta mark set 1
+//! ```
+//!
+//! (IPv6: `ip6 daddr ... meta mark set 2` with an `-6 -f 2` service.)
+//! Marks set by iptables `-t mangle -A PREROUTING ... -j MARK` or an
+//! nftables `ip`/`inet` prerouting chain are **not** visible: those run
+//! in `ip_rcv`, after the packet sockets got the frame.
+//!
+//! Differences from the kernel: a packet that matches both an address
+//! service (its VIP:port) and a marking rule is served by the address
+//! service (the kernel prefers the fwmark service; overlap is not
+//! supported); marked fragments are not reassembled (a non-first fragment
+//! carries no port for the marking rule anyway) and ICMP errors about
+//! fwmark connections are not forwarded; the NAT reply drop rules and
+//! reply-fragment reassembly cover address services only. Marked traffic
+//! is handled by RX thread 0 alone (no fanout); a mark socket that fails
+//! to open is counted in `fwmark_errors` and retried on the next change
+//! of the fwmark services. Counters: `fwmark_rx` (frames of the mark
+//! sockets, not in `rx`). The proxy and XDP engines do not serve fwmark
+//! services (they warn).
+//!
 //! ## Limits (this version)
 //! Untagged Ethernet; RX threads share one `Mutex<Ipvs>`, locked at most
 //! once per batch and only for packets that are not cached steady flows
@@ -154,8 +200,8 @@
 //! pick a new one); IPv4 datagrams larger than the
 //! tunnel MTU are not sent in an IPv6 tunnel; UDP GSO super-packets from a local
 //! sender (partial checksum) are not segmented (counted in `too_big`);
-//! fwmark services are not
-//! matched; ICMP errors about the engine's own tunnel packets
+//! fwmark services only see marks set at netdev/tc ingress (see above);
+//! ICMP errors about the engine's own tunnel packets
 //! (e.g. "packet too big" from a router between director and real
 //! server) are not translated back to the client; the neighbour cache is
 //! not seeded from the kernel's IPv6 neighbour table (the first packet to
@@ -176,7 +222,7 @@ use fwd::{Classified, Fail, Flow, Flow6, IcmpError, IcmpError6};
 use neigh::{Actions, ArpCache, Route, Route6};
 use parking_lot::{Mutex, RwLock};
 use rvs_core::{ConnRef, Dir, FwdMethod, Protocol, TcpFlags, TunCsum, TunType, Verdict};
-use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_dataplane::{Engine, FwmarkKey, ListenKey, Shared};
 use rvs_wire::ethernet::Address as Mac;
 use rvs_wire::{icmpv4, icmpv6};
 use std::collections::{HashMap, HashSet};
@@ -284,6 +330,11 @@ pub struct EngineStats {
     pub reasm_timeout: AtomicU64,
     /// IPv4 and IPv6 fragments sent (datagrams fragmented on output).
     pub frag_tx: AtomicU64,
+    /// Frames received on the firewall-mark sockets (not in `rx`: the
+    /// main ring sees them too).
+    pub fwmark_rx: AtomicU64,
+    /// Firewall-mark sockets that could not be opened or read.
+    pub fwmark_errors: AtomicU64,
 }
 
 impl EngineStats {
@@ -320,6 +371,8 @@ impl EngineStats {
             ("reasm_drop", g(&self.reasm_drop)),
             ("reasm_timeout", g(&self.reasm_timeout)),
             ("frag_tx", g(&self.frag_tx)),
+            ("fwmark_rx", g(&self.fwmark_rx)),
+            ("fwmark_errors", g(&self.fwmark_errors)),
         ]
     }
 }
@@ -347,6 +400,10 @@ struct Inner {
     nat_srcs: RwLock<Arc<HashSet<Ipv4Addr>>>,
     /// IPv6 addresses of NAT real servers, likewise.
     nat_srcs6: RwLock<Arc<HashSet<Ipv6Addr>>>,
+    /// The firewall-mark services to serve (sorted), and a generation
+    /// bumped on each change (RX thread 0 reopens its mark sockets).
+    fwmarks: RwLock<Arc<Vec<FwmarkKey>>>,
+    fwmarks_gen: AtomicU64,
 }
 
 /// What the engine remembers of connections for ICMP errors.
@@ -410,7 +467,8 @@ impl Inner {
         let mut g = self.nft.lock();
         let Some(t) = g.as_mut() else { return };
         let keys = self.wanted.read().keys.clone();
-        if let Err(e) = t.apply(&keys, &nat) {
+        let marks: Vec<(u32, bool)> = self.fwmarks.read().iter().map(|k| (k.mark, k.v6)).collect();
+        if let Err(e) = t.apply_marks(&keys, &nat, &marks) {
             tracing::warn!(error = %e, "installing the nftables table failed");
         }
     }
@@ -427,6 +485,7 @@ pub struct PacketEngine {
 #[derive(Debug, Clone)]
 struct IfInfo {
     name: String,
+    ifindex: u32,
     mac: Mac,
     mtu: u16,
     addrs: Vec<(Ipv4Addr, u8)>,
@@ -440,6 +499,7 @@ impl PacketEngine {
         let ifindex = sys::if_index(&opts.interface)?;
         let info = IfInfo {
             name: opts.interface.clone(),
+            ifindex,
             mac: sys::if_mac(&opts.interface)?,
             mtu: sys::if_mtu(&opts.interface)?.min(u32::from(u16::MAX)) as u16,
             addrs: sys::if_ipv4_addrs(&opts.interface)?,
@@ -469,6 +529,8 @@ impl PacketEngine {
             flows: Mutex::new(Flows::default()),
             nat_srcs: RwLock::new(Arc::new(HashSet::new())),
             nat_srcs6: RwLock::new(Arc::new(HashSet::new())),
+            fwmarks: RwLock::new(Arc::new(Vec::new())),
+            fwmarks_gen: AtomicU64::new(0),
         });
         if let Ok(t) = std::fs::read_to_string("/proc/net/arp") {
             inner
@@ -520,6 +582,21 @@ impl Engine for PacketEngine {
         }
         w.keys.sort();
         *self.inner.wanted.write() = Arc::new(w);
+        self.inner.sync_nft();
+    }
+
+    /// Serve these firewall-mark services: RX thread 0 opens one
+    /// [`sys::MarkSocket`] per (mark, family), and the nftables table
+    /// drops marked packets before the kernel's stack sees them.
+    fn reconcile_fwmarks(&self, marks: &[FwmarkKey]) {
+        let mut m = marks.to_vec();
+        m.sort();
+        m.dedup();
+        if **self.inner.fwmarks.read() == m {
+            return;
+        }
+        *self.inner.fwmarks.write() = Arc::new(m);
+        self.inner.fwmarks_gen.fetch_add(1, Ordering::Release);
         self.inner.sync_nft();
     }
 
@@ -600,6 +677,33 @@ struct Worker {
     pieces: Vec<Vec<u8>>,
     /// Reassembly timeouts already added to [`EngineStats`] (IPv4, IPv6).
     reasm_timeouts: (u64, u64),
+    /// Thread 0: one socket per served (firewall mark, family).
+    marks: Vec<sys::MarkSocket>,
+    /// The `fwmarks_gen` `marks` were opened for.
+    marks_gen: u64,
+    /// `poll` entries of `marks` (same order).
+    mark_pfds: Vec<libc::pollfd>,
+}
+
+/// Where the frames of a batch come from: the main ring, or the
+/// firewall-mark socket `marks[k]`.
+#[derive(Debug, Clone, Copy)]
+enum Rx {
+    Ring,
+    Mark(usize),
+}
+
+/// Bytes of a received frame of `rx`.
+fn rx_frame<'a>(
+    sock: &'a sys::PacketSocket,
+    marks: &'a [sys::MarkSocket],
+    rx: Rx,
+    f: &sys::RxFrame,
+) -> &'a [u8] {
+    match rx {
+        Rx::Ring => sock.frame(f),
+        Rx::Mark(k) => marks.get(k).map_or(&[], |m| m.frame(f)),
+    }
 }
 
 /// Where a job's frame is: a ring slot of the batch, or a datagram the
@@ -622,8 +726,11 @@ struct Batch {
 /// Put a classified frame (from the ring or reassembled) where the batch
 /// needs it: TCP/UDP/SCTP to a served VIP:port (In) or from a real server
 /// to a non-local address (Out, NAT replies), related ICMP errors, ARP /
-/// neighbour learning, malformed counts.
-fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, b: &mut Batch) {
+/// neighbour learning, malformed counts. With `fwmark` (a frame of a
+/// firewall-mark socket) a TCP/UDP/SCTP packet to our MAC is In with that
+/// mark, unless its VIP:port is an address service (served by the main
+/// ring).
+fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, fwmark: u32, b: &mut Batch) {
     match c {
         Classified::Arp(r) => b
             .learn
@@ -633,7 +740,12 @@ fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, b: &mut B
             if fl.dst_mac != info.mac {
                 return;
             }
-            let dir = if wanted.set6.contains(&(fl.proto, fl.dst)) {
+            let dir = if fwmark != 0 {
+                if wanted.set6.contains(&(fl.proto, fl.dst)) {
+                    return;
+                }
+                Dir::In
+            } else if wanted.set6.contains(&(fl.proto, fl.dst)) {
                 Dir::In
             } else if !info.addrs6.iter().any(|(x, _)| x == fl.dst.ip())
                 && !wanted.vips6.contains(fl.dst.ip())
@@ -643,7 +755,7 @@ fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, b: &mut B
                 return;
             };
             let pkt = rvs_core::Packet {
-                fwmark: 0,
+                fwmark,
                 proto: fl.proto,
                 src: SocketAddr::V6(fl.src),
                 dst: SocketAddr::V6(fl.dst),
@@ -662,7 +774,12 @@ fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, b: &mut B
             if fl.dst_mac != info.mac {
                 return;
             }
-            let dir = if wanted.set.contains(&(fl.proto, fl.dst)) {
+            let dir = if fwmark != 0 {
+                if wanted.set.contains(&(fl.proto, fl.dst)) {
+                    return;
+                }
+                Dir::In
+            } else if wanted.set.contains(&(fl.proto, fl.dst)) {
                 Dir::In
             } else if !info.addrs.iter().any(|(x, _)| x == fl.dst.ip())
                 && !wanted.vips.contains(fl.dst.ip())
@@ -672,7 +789,7 @@ fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, b: &mut B
                 return;
             };
             let pkt = rvs_core::Packet {
-                fwmark: 0,
+                fwmark,
                 proto: fl.proto,
                 src: SocketAddr::V4(fl.src),
                 dst: SocketAddr::V4(fl.dst),
@@ -845,6 +962,9 @@ impl Worker {
             partial: false,
             pieces: Vec::new(),
             reasm_timeouts: (0, 0),
+            marks: Vec::new(),
+            marks_gen: 0,
+            mark_pfds: Vec::new(),
         };
         w.refresh_if();
         w
@@ -889,17 +1009,28 @@ impl Worker {
 
     fn run(mut self) {
         let mut frames = Vec::new();
+        let mut mframes = Vec::new();
         while !self.inner.stop.load(Ordering::Relaxed) {
-            match self.sock.wait(Duration::from_millis(50)) {
-                Ok(true) => {
-                    if self.sock.recv_block(&mut frames) {
+            if self.id == 0 {
+                self.sync_marks();
+            }
+            match self
+                .sock
+                .wait_any(&mut self.mark_pfds, Duration::from_millis(50))
+            {
+                Ok(ring) => {
+                    if ring && self.sock.recv_block(&mut frames) {
                         for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
-                            self.handle_batch(chunk);
+                            self.handle_batch(Rx::Ring, chunk);
                         }
                         self.sock.release_block();
                     }
+                    for k in 0..self.marks.len() {
+                        if self.mark_pfds.get(k).is_some_and(|p| p.revents != 0) {
+                            self.recv_marks(k, &mut mframes);
+                        }
+                    }
                 }
-                Ok(false) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "packet engine: poll failed");
                     std::thread::sleep(Duration::from_millis(100));
@@ -914,6 +1045,79 @@ impl Worker {
             self.cache.flush(&mut ipvs, now);
         }
         self.publish_cache_stats();
+    }
+
+    /// Thread 0: open / close the firewall-mark sockets to match the
+    /// wanted fwmark services (a socket that fails to open is retried on
+    /// the next change).
+    fn sync_marks(&mut self) {
+        let g = self.inner.fwmarks_gen.load(Ordering::Acquire);
+        if g == self.marks_gen {
+            return;
+        }
+        self.marks_gen = g;
+        let want = self.inner.fwmarks.read().clone();
+        self.marks.retain(|m| {
+            let keep = want.contains(&FwmarkKey {
+                mark: m.mark,
+                v6: m.v6,
+            });
+            if !keep {
+                tracing::info!(
+                    fwmark = m.mark,
+                    v6 = m.v6,
+                    "packet engine: fwmark service gone"
+                );
+            }
+            keep
+        });
+        for k in want.iter() {
+            if self.marks.iter().any(|m| m.mark == k.mark && m.v6 == k.v6) {
+                continue;
+            }
+            match sys::MarkSocket::open(self.info.ifindex, k.mark, k.v6) {
+                Ok(m) => {
+                    tracing::info!(fwmark = k.mark, v6 = k.v6, interface = %self.info.name, "packet engine: serving fwmark service");
+                    self.marks.push(m);
+                }
+                Err(e) => {
+                    EngineStats::inc(&self.inner.stats.fwmark_errors);
+                    tracing::warn!(fwmark = k.mark, v6 = k.v6, error = %e, "packet engine: cannot open the fwmark socket");
+                }
+            }
+        }
+        self.mark_pfds = self
+            .marks
+            .iter()
+            .map(|m| libc::pollfd {
+                fd: m.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+    }
+
+    /// Handle what waits on the firewall-mark socket `marks[k]` (a few
+    /// batches at most, so the ring is not starved).
+    fn recv_marks(&mut self, k: usize, frames: &mut Vec<sys::RxFrame>) {
+        for _ in 0..4 {
+            let Some(m) = self.marks.get_mut(k) else {
+                return;
+            };
+            match m.recv_batch(frames) {
+                Ok(0) => return,
+                Ok(_) => {
+                    for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
+                        self.handle_batch(Rx::Mark(k), chunk);
+                    }
+                }
+                Err(e) => {
+                    EngineStats::inc(&self.inner.stats.fwmark_errors);
+                    tracing::debug!(error = %e, "packet engine: fwmark socket receive failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// Flush the flow cache's counts to the table if due (every
@@ -1091,9 +1295,13 @@ impl Worker {
         }
     }
 
-    fn handle_batch(&mut self, frames: &[sys::RxFrame]) {
+    fn handle_batch(&mut self, rx: Rx, frames: &[sys::RxFrame]) {
         let st = &self.inner.stats;
         let wanted = self.inner.wanted.read().clone();
+        let fwmark = match rx {
+            Rx::Ring => 0,
+            Rx::Mark(k) => self.marks.get(k).map_or(0, |m| m.mark),
+        };
         let mut b = Batch {
             jobs: Vec::with_capacity(frames.len()),
             ..Batch::default()
@@ -1107,12 +1315,22 @@ impl Worker {
             if f.pkttype == sys::PACKET_OUTGOING {
                 continue;
             }
-            EngineStats::inc(&st.rx);
-            let frame = self.sock.frame(f);
+            EngineStats::inc(if fwmark != 0 { &st.fwmark_rx } else { &st.rx });
+            let frame = rx_frame(&self.sock, &self.marks, rx, f);
             let c = fwd::classify(frame);
             if f.len < f.wire_len {
-                if matches!(c, Classified::Flow(fl) if wanted.set.contains(&(fl.proto, fl.dst))) {
+                if fwmark != 0
+                    || matches!(c, Classified::Flow(fl) if wanted.set.contains(&(fl.proto, fl.dst)))
+                {
                     EngineStats::inc(&st.truncated);
+                }
+                continue;
+            }
+            if fwmark != 0 {
+                // Marked frames: only TCP/UDP/SCTP packets are served
+                // (fragments, ICMP and ARP are the main ring's).
+                if matches!(c, Classified::Flow(_) | Classified::Flow6(_)) {
+                    sort_frame(&self.info, c, Src::Ring(i), &wanted, fwmark, &mut b);
                 }
                 continue;
             }
@@ -1138,7 +1356,7 @@ impl Worker {
                         if matches!(c, Classified::Malformed(_)) {
                             EngineStats::inc(&st.malformed);
                         }
-                        sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, &mut b);
+                        sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, 0, &mut b);
                         reasm.push((r.datagram, r.frag_max_size, r.ident));
                     }
                     Ok(None) => {}
@@ -1165,7 +1383,7 @@ impl Worker {
                         if matches!(c, Classified::Malformed(_)) {
                             EngineStats::inc(&st.malformed);
                         }
-                        sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, &mut b);
+                        sort_frame(&self.info, c, Src::Reasm(reasm.len()), &wanted, 0, &mut b);
                         reasm.push((r.datagram, r.frag_max_size, r.ident));
                     }
                     Ok(None) => {}
@@ -1177,7 +1395,7 @@ impl Worker {
             if matches!(c, Classified::Malformed(_)) {
                 EngineStats::inc(&st.malformed);
             }
-            sort_frame(&self.info, c, Src::Ring(i), &wanted, &mut b);
+            sort_frame(&self.info, c, Src::Ring(i), &wanted, 0, &mut b);
         }
         let Batch {
             jobs,
@@ -1225,7 +1443,7 @@ impl Worker {
         }
         self.do_actions(acts);
         for ((src, job, _), v) in jobs.into_iter().zip(verdicts) {
-            let partial = self.load(src, frames, &mut reasm);
+            let partial = self.load(rx, src, frames, &mut reasm);
             match job {
                 Job::In(fl) => self.forward_in(&fl, v, &wanted),
                 Job::Out(fl) => self.forward_out(&fl, v),
@@ -1234,11 +1452,11 @@ impl Worker {
             }
         }
         for (src, e) in icmps {
-            self.load(src, frames, &mut reasm);
+            self.load(rx, src, frames, &mut reasm);
             self.forward_icmp(&e, &wanted);
         }
         for (src, e) in icmps6 {
-            self.load(src, frames, &mut reasm);
+            self.load(rx, src, frames, &mut reasm);
             self.forward_icmp6(&e, &wanted);
         }
         self.frag_max = 0;
@@ -1252,6 +1470,7 @@ impl Worker {
     /// moved. Returns whether the checksum was partial.
     fn load(
         &mut self,
+        rx: Rx,
         src: Src,
         frames: &[sys::RxFrame],
         reasm: &mut [(Vec<u8>, u16, u32)],
@@ -1262,7 +1481,8 @@ impl Worker {
                 let Some(f) = frames.get(i) else {
                     return false;
                 };
-                self.buf.extend_from_slice(self.sock.frame(f));
+                self.buf
+                    .extend_from_slice(rx_frame(&self.sock, &self.marks, rx, f));
                 if f.csum_not_ready {
                     let _ = fwd::complete_l4_checksum(&mut self.buf, fwd::ETH_LEN);
                 }

@@ -24,6 +24,14 @@
 //! header's next header being the protocol): the kernel must neither
 //! reassemble them nor forward them.
 //!
+//! Firewall-mark services: packets an nftables `netdev` ingress rule
+//! marked for a served fwmark service (see the crate docs) are taken by
+//! the engine's mark sockets; each (mark, family) gets a rule dropping
+//! them here (`meta nfproto ipv4 meta mark 0x1 drop`) so the kernel
+//! neither answers (RST) nor forwards them. The netdev ingress hook runs
+//! in `__netif_receive_skb_core`, before `ip_rcv`/`ipv6_rcv` reach this
+//! PREROUTING chain, so the mark is set by then.
+//!
 //! The table is `inet <name>` (default `rvs`), owned by the engine: created
 //! on the first reconcile, replaced atomically on each change (one `nft -f`
 //! transaction), deleted on shutdown/drop. An XDP program would avoid the
@@ -81,18 +89,24 @@ fn non_first(to: bool, a: &SocketAddr, p: Protocol) -> String {
     }
 }
 
-/// The ruleset text for `vips` (served services) and `nat_dests`
-/// (real servers of NAT services).
+/// The ruleset text for `vips` (served services), `nat_dests`
+/// (real servers of NAT services) and `marks` (served firewall-mark
+/// services: mark, IPv6).
 pub fn ruleset(
     name: &str,
     iface: &str,
     vips: &[(Protocol, SocketAddr)],
     nat_dests: &[(Protocol, SocketAddr)],
+    marks: &[(u32, bool)],
     fib: bool,
 ) -> String {
     let mut s = format!(
         "table inet {name} {{}}\nflush table inet {name}\ntable inet {name} {{\n  chain prerouting {{\n    type filter hook prerouting priority -300; policy accept;\n"
     );
+    for (mark, v6) in marks {
+        let nfproto = if *v6 { "ipv6" } else { "ipv4" };
+        s += &format!("    iifname \"{iface}\" meta nfproto {nfproto} meta mark {mark:#x} drop\n");
+    }
     let mut frags: Vec<(Protocol, IpAddr)> = Vec::new();
     for (p, a) in vips {
         s += &format!(
@@ -169,7 +183,18 @@ impl NftTable {
         vips: &[(Protocol, SocketAddr)],
         nat_dests: &[(Protocol, SocketAddr)],
     ) -> io::Result<()> {
-        let text = ruleset(&self.name, &self.iface, vips, nat_dests, true);
+        self.apply_marks(vips, nat_dests, &[])
+    }
+
+    /// [`NftTable::apply`], also dropping the packets of the served
+    /// firewall-mark services (`marks`: mark, IPv6).
+    pub fn apply_marks(
+        &mut self,
+        vips: &[(Protocol, SocketAddr)],
+        nat_dests: &[(Protocol, SocketAddr)],
+        marks: &[(u32, bool)],
+    ) -> io::Result<()> {
+        let text = ruleset(&self.name, &self.iface, vips, nat_dests, marks, true);
         if self.last.as_deref() == Some(text.as_str())
             || self.failed.as_deref() == Some(text.as_str())
         {
@@ -181,7 +206,14 @@ impl NftTable {
                 return Err(e);
             }
             tracing::warn!(error = %e, "nft fib unavailable; NAT reply drop rules not installed");
-            nft(&ruleset(&self.name, &self.iface, vips, nat_dests, false))
+            nft(&ruleset(
+                &self.name,
+                &self.iface,
+                vips,
+                nat_dests,
+                marks,
+                false,
+            ))
         });
         self.installed = true;
         if let Err(e) = r {
@@ -224,6 +256,7 @@ mod test {
             "eth0",
             &[(Protocol::Tcp, "198.18.0.100:80".parse().unwrap())],
             &[(Protocol::Tcp, "198.18.0.21:80".parse().unwrap())],
+            &[],
             true,
         );
         assert!(s.contains("iifname \"eth0\" ip daddr 198.18.0.100 tcp dport 80 drop"));
@@ -245,6 +278,7 @@ mod test {
                 (Protocol::Udp, "[2001:2:0:1::100]:54".parse().unwrap()),
             ],
             &[(Protocol::Udp, "[2001:2:0:1::21]:53".parse().unwrap())],
+            &[],
             true,
         );
         assert!(s.contains("iifname \"eth0\" ip6 daddr 2001:2:0:1::100 udp dport 53 drop"));
@@ -253,5 +287,13 @@ mod test {
         assert!(s.contains(
             "ip6 saddr 2001:2:0:1::21 meta l4proto udp frag frag-off != 0 fib daddr type != local drop"
         ));
+    }
+
+    #[test]
+    fn text_marks() {
+        let s = ruleset("rvs", "eth0", &[], &[], &[(1, false), (0x20, true)], true);
+        assert!(s.contains("iifname \"eth0\" meta nfproto ipv4 meta mark 0x1 drop\n"));
+        assert!(s.contains("iifname \"eth0\" meta nfproto ipv6 meta mark 0x20 drop\n"));
+        assert!(s.contains("type filter hook prerouting priority -300;"));
     }
 }

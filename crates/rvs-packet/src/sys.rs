@@ -1,5 +1,7 @@
 //! Thin, audited wrappers over the Linux syscalls the engine needs:
 //! an AF_PACKET socket with a TPACKET_V2 mmap RX ring, frame transmit,
+//! per-firewall-mark AF_PACKET sockets with a classic BPF filter
+//! ([`MarkSocket`]),
 //! interface facts (index, MAC, MTU, IPv4 addresses) and a TUN device.
 //!
 //! Every `unsafe` block is here, each with its reason.
@@ -383,6 +385,44 @@ impl PacketSocket {
         Ok(self.ready())
     }
 
+    /// Like [`PacketSocket::wait`], also polling `extra` (their `revents`
+    /// are set; with the ring already ready they are polled without
+    /// waiting). Returns whether the ring has a frame.
+    pub fn wait_any(&self, extra: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
+        if extra.is_empty() {
+            return self.wait(timeout);
+        }
+        let ready = self.ready();
+        let mut pfds = Vec::with_capacity(extra.len() + 1);
+        pfds.push(libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for p in extra.iter_mut() {
+            p.revents = 0;
+            pfds.push(*p);
+        }
+        let ms = if ready {
+            0
+        } else {
+            timeout.as_millis() as libc::c_int
+        };
+        // SAFETY: `pfds` is a valid array of pollfds of the given length.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(ready || self.ready());
+            }
+            return Err(e);
+        }
+        for (p, q) in extra.iter_mut().zip(&pfds[1..]) {
+            p.revents = q.revents;
+        }
+        Ok(ready || self.ready())
+    }
+
     /// Take the ready frames (up to a batch) into `out`; `false` if none.
     /// They stay valid until [`PacketSocket::release_block`].
     pub fn recv_block(&mut self, out: &mut Vec<RxFrame>) -> bool {
@@ -536,6 +576,219 @@ impl Drop for PacketSocket {
     }
 }
 
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const PACKET_AUXDATA: libc::c_int = 8;
+/// `SKF_AD_OFF` (−0x1000): classic BPF loads from here on read skb
+/// fields instead of packet bytes.
+const SKF_AD_OFF: u32 = 0xffff_f000;
+const SKF_AD_PKTTYPE: u32 = 4;
+const SKF_AD_MARK: u32 = 20;
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_RET_K: u16 = 0x06;
+
+/// The classic BPF socket filter of a [`MarkSocket`]: accept (whole
+/// frame) only frames with `skb->mark == mark` that are not our own
+/// transmissions.
+///
+/// ```text
+/// 0: ld  [SKF_AD_OFF + SKF_AD_PKTTYPE]
+/// 1: jeq #PACKET_OUTGOING, 5, 2
+/// 2: ld  [SKF_AD_OFF + SKF_AD_MARK]
+/// 3: jeq #mark, 4, 5
+/// 4: ret #262144
+/// 5: ret #0
+/// ```
+pub fn mark_filter(mark: u32) -> [libc::sock_filter; 6] {
+    let i = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    [
+        i(BPF_LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PKTTYPE),
+        i(BPF_JMP_JEQ_K, 3, 0, u32::from(PACKET_OUTGOING)),
+        i(BPF_LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_MARK),
+        i(BPF_JMP_JEQ_K, 0, 1, mark),
+        i(BPF_RET_K, 0, 0, 0x40000),
+        i(BPF_RET_K, 0, 0, 0),
+    ]
+}
+
+/// Frames one [`MarkSocket::recv_batch`] takes at most.
+const MARK_BATCH: usize = 16;
+/// Receive buffer per frame: a 64 KiB GSO super-packet and its Ethernet
+/// header.
+const MARK_BUF: usize = 65536 + 128;
+
+/// An AF_PACKET `SOCK_RAW` socket without a ring, bound to one interface
+/// and to ETH_P_IP (or ETH_P_IPV6), with [`mark_filter`] attached:
+/// it receives the frames an nftables `netdev` ingress rule (or tc)
+/// marked with `mark`. Sockets bound to a protocol are served after the
+/// tc and netdev ingress hooks (`__netif_receive_skb_core`: ETH_P_ALL
+/// taps, `sch_handle_ingress`, `nf_ingress`, then the protocol
+/// handlers), so the mark is visible to them, unlike the ETH_P_ALL ring
+/// of [`PacketSocket`], which sees every frame before.
+pub struct MarkSocket {
+    fd: OwnedFd,
+    /// The firewall mark the filter accepts.
+    pub mark: u32,
+    /// Bound to ETH_P_IPV6 (else ETH_P_IP).
+    pub v6: bool,
+    bufs: Vec<Vec<u8>>,
+    /// Control buffers (PACKET_AUXDATA), u64 for cmsghdr alignment.
+    ctrl: Vec<[u64; 8]>,
+    names: Vec<libc::sockaddr_ll>,
+}
+
+// SAFETY: plain owned buffers and a descriptor.
+unsafe impl Send for MarkSocket {}
+
+impl MarkSocket {
+    /// Open on `ifindex` for IPv4 (or IPv6 with `v6`) frames marked `mark`.
+    pub fn open(ifindex: u32, mark: u32, v6: bool) -> io::Result<MarkSocket> {
+        // Protocol 0: nothing is queued before the filter is attached
+        // and the socket bound.
+        // SAFETY: plain socket(2).
+        let raw = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        })?;
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut prog = mark_filter(mark);
+        let fprog = libc::sock_fprog {
+            len: prog.len() as libc::c_ushort,
+            filter: prog.as_mut_ptr(),
+        };
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)?;
+        let one: libc::c_int = 1;
+        setsockopt(raw, libc::SOL_PACKET, PACKET_AUXDATA, &one)?;
+        let rcvbuf: libc::c_int = 4 << 20;
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf);
+        let ethertype = if v6 { ETH_P_IPV6 } else { ETH_P_IP };
+        // SAFETY: zeroed sockaddr_ll is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ethertype.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size we pass.
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(MarkSocket {
+            fd,
+            mark,
+            v6,
+            bufs: (0..MARK_BATCH).map(|_| vec![0u8; MARK_BUF]).collect(),
+            ctrl: vec![[0u64; 8]; MARK_BATCH],
+            // SAFETY: zeroed sockaddr_ll is a valid value.
+            names: vec![unsafe { std::mem::zeroed() }; MARK_BATCH],
+        })
+    }
+
+    /// Take the queued frames (up to a batch, one `recvmmsg`, not
+    /// waiting) into `out`; they stay valid until the next call.
+    pub fn recv_batch(&mut self, out: &mut Vec<RxFrame>) -> io::Result<usize> {
+        out.clear();
+        let mut iov: Vec<libc::iovec> = self
+            .bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(MARK_BATCH);
+        for ((v, c), n) in iov
+            .iter_mut()
+            .zip(self.ctrl.iter_mut())
+            .zip(self.names.iter_mut())
+        {
+            // SAFETY: zeroed mmsghdr is a valid value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (n as *mut libc::sockaddr_ll).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
+            msgs.push(m);
+        }
+        // SAFETY: `msgs` are valid mmsghdrs whose name, iovec and control
+        // pointers refer to buffers of `self` alive for the call.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                msgs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        for (i, m) in msgs.iter().take(r as usize).enumerate() {
+            let len = (m.msg_len as usize).min(MARK_BUF);
+            let mut f = RxFrame {
+                off: 0,
+                copy: Some(i),
+                len,
+                wire_len: len,
+                pkttype: self.names.get(i).map_or(0, |n| n.sll_pkttype),
+                csum_not_ready: false,
+            };
+            if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                f.wire_len = len + 1;
+            }
+            // SAFETY: the kernel filled msg_control up to msg_controllen;
+            // CMSG_FIRSTHDR/NXTHDR stay inside it.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_PACKET
+                        && (*c).cmsg_type == PACKET_AUXDATA
+                        && (*c).cmsg_len as usize
+                            >= libc::CMSG_LEN(std::mem::size_of::<libc::tpacket_auxdata>() as u32)
+                                as usize
+                    {
+                        let aux = std::ptr::read_unaligned(
+                            libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>(),
+                        );
+                        f.csum_not_ready = aux.tp_status & TP_STATUS_CSUMNOTREADY != 0;
+                        f.wire_len = f.wire_len.max(aux.tp_len as usize);
+                    }
+                    c = libc::CMSG_NXTHDR(&m.msg_hdr, c);
+                }
+            }
+            out.push(f);
+        }
+        Ok(out.len())
+    }
+
+    /// Bytes of a frame of the last [`MarkSocket::recv_batch`].
+    pub fn frame(&self, f: &RxFrame) -> &[u8] {
+        f.copy
+            .and_then(|i| self.bufs.get(i))
+            .and_then(|b| b.get(..f.len))
+            .unwrap_or(&[])
+    }
+
+    /// Raw descriptor (for `poll`).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// A TUN device (IFF_TUN | IFF_NO_PI): writes inject IP packets into the
 /// local stack as if received on it. Deleted when dropped (not persistent).
 pub struct Tun {
@@ -666,6 +919,36 @@ mod test {
         assert_eq!(parse_mac("02:00:00:00:00"), None);
         assert_eq!(parse_mac("02:00:00:00:00:0b:01"), None);
         assert_eq!(parse_mac("zz:00:00:00:00:0b"), None);
+    }
+
+    #[test]
+    fn mark_filter_program() {
+        let p: Vec<(u16, u8, u8, u32)> = mark_filter(0x2a)
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                (0x20, 0, 0, 0xffff_f004),
+                (0x15, 3, 0, 4),
+                (0x20, 0, 0, 0xffff_f014),
+                (0x15, 0, 1, 0x2a),
+                (0x06, 0, 0, 0x40000),
+                (0x06, 0, 0, 0),
+            ]
+        );
+        // The ancillary offsets are the kernel's (SKF_AD_OFF = -0x1000).
+        assert_eq!(SKF_AD_OFF as i32, -0x1000);
+        assert_eq!(SKF_AD_MARK as libc::c_int, libc::SKF_AD_MARK);
+        assert_eq!(SKF_AD_PKTTYPE as libc::c_int, libc::SKF_AD_PKTTYPE);
+        // Jumps stay inside the program.
+        for (k, (code, jt, jf, _)) in p.iter().enumerate() {
+            if *code == 0x15 {
+                assert!(k + 1 + usize::from(*jt) < p.len());
+                assert!(k + 1 + usize::from(*jf) < p.len());
+            }
+        }
     }
 
     #[test]

@@ -632,3 +632,114 @@ fn nat_udp_frag() {
     }
     udp_frag("rvspk-natfr", "nat");
 }
+
+/// The marking rule of the crate docs: an nftables `netdev` ingress chain
+/// on lvs1's eth0 marks VIP:80 and VIP:8080 with 1.
+fn mark_vip(lab: &Lab) {
+    let script = format!(
+        "nft add table netdev rvsmark && \
+         nft add chain netdev rvsmark in '{{ type filter hook ingress device eth0 priority -500; }}' && \
+         nft add rule netdev rvsmark in ip daddr {VIP} tcp dport '{{ 80, 8080 }}' meta mark set 1 && echo ok"
+    );
+    let out = lab.sh("lvs1", &script);
+    assert_eq!(out.trim(), "ok", "marking rule not installed");
+}
+
+/// A firewall-mark service (`-f 1`, DR, real servers with port 0): the
+/// packets the netdev ingress rule marks reach the engine's mark socket
+/// whatever their port; without the rule nothing is served.
+#[test]
+fn fwmark_dr() {
+    if skip_unless_root("rvs-packet fwmark_dr") {
+        return;
+    }
+    let mut lab = Lab::up("rvspk-fwm");
+    let opts = rvs_lab::NginxOpts {
+        listen: &["8080 reuseport"],
+        ..Default::default()
+    };
+    let rs_prog = example("realserver");
+    for n in ["rs1", "rs2"] {
+        lab.start_nginx_with(n, n, &opts);
+        let o = lab.exec(n, &[&rs_prog, "setup", "--vip", VIP]);
+        assert!(
+            o.status.success(),
+            "realserver setup: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = lab.exec(
+        "lvs1",
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    assert!(o.status.success());
+    let dump = lab.dir.path().join("dump");
+    let vip = format!("{VIP}:80");
+    let (r1, r2) = (format!("{RS1}:0"), format!("{RS2}:0"));
+    let lvs = example("lvs");
+    let args = [
+        lvs.as_str(),
+        "--interface",
+        "eth0",
+        "--vip",
+        &vip,
+        "--fwmark",
+        "1",
+        "--rs",
+        &r1,
+        "--rs",
+        &r2,
+        "--method",
+        "dr",
+        "--dump",
+        dump.to_str().unwrap_or_default(),
+    ];
+    let lvs_pid = lab.spawn("lvs1", "lvs", &args);
+    let up = wait_for(Duration::from_secs(10), || {
+        let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
+        (t.contains("meta mark 0x00000001 drop") && dump.exists()).then_some(t)
+    });
+    let guard = up.unwrap_or_else(|| panic!("engine did not start: {}", lab.log("lvs")));
+    assert!(
+        guard.contains("meta nfproto ipv4"),
+        "guard not per family: {guard}"
+    );
+    assert!(!guard.contains("dport"), "no address service: {guard}");
+    let mut s = Setup { lab, dump, lvs_pid };
+    // Without the marking rule the engine does not take VIP:80 (the
+    // kernel refuses it: nothing listens on the director).
+    assert_eq!(s.lab.curl(&format!("http://{VIP}/")), None);
+    assert_eq!(read_dump(&s.dump).map(|d| d.svc[0]), Some(0));
+    mark_vip(&s.lab);
+    let urls = [
+        format!("http://{VIP}/"),
+        format!("http://{VIP}:8080/"),
+        format!("http://{VIP}/"),
+        format!("http://{VIP}:8080/"),
+    ];
+    let got: Vec<String> = urls
+        .iter()
+        .map(|u| s.lab.curl(u).unwrap_or_else(|| "FAILED".into()))
+        .collect();
+    assert_rr(&got);
+    let d = wait_state(&s, "FIN_WAIT", 4);
+    assert_eq!(d.svc[0], 4, "Conns of the fwmark service");
+    assert!(d.svc[1] >= 4 * 5, "InPkts {}", d.svc[1]);
+    assert_eq!(d.svc[2], 0, "OutPkts must stay 0 in DR");
+    // Each connection went to the real server's port of its packet.
+    for port in ["80", "8080"] {
+        let n = d
+            .real_conns()
+            .iter()
+            .filter(|c| {
+                c[2] == format!("{VIP}:{port}")
+                    && (c[3] == format!("{RS1}:{port}") || c[3] == format!("{RS2}:{port}"))
+            })
+            .count();
+        assert_eq!(n, 2, "conns to port {port}: {:?}", d.conns);
+    }
+    assert!(d.engine("fwmark_rx") >= 20, "{:?}", d.engine);
+    assert!(d.engine("dr") >= 20);
+    assert_eq!(d.engine("fwmark_errors"), 0);
+    stop_engine(&mut s);
+}

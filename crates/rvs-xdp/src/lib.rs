@@ -519,6 +519,20 @@ impl Engine for XdpEngine {
         self.inner.sync(&addrs);
     }
 
+    /// Not served: the XDP hook runs before tc/netfilter ingress, so no
+    /// packet has a mark yet, and fwmark traffic is left to the kernel
+    /// (warned once per process). Use `--engine packet` for fwmark
+    /// services.
+    fn reconcile_fwmarks(&self, marks: &[rvs_dataplane::FwmarkKey]) {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !marks.is_empty() && !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                services = marks.len(),
+                "xdp engine: fwmark services are not served; fwmark services need --engine packet"
+            );
+        }
+    }
+
     fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);
         for t in self.threads.lock().drain(..) {

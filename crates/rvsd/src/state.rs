@@ -6,7 +6,7 @@ use crate::convert::*;
 use parking_lot::Mutex;
 use rvs_api::{ApiError, Command, DaemonInfo, ErrorCode, Info, Reply, StatusReport, Timeouts};
 use rvs_core::{Protocol, SvcKey};
-use rvs_dataplane::{Engine, ListenKey, Shared};
+use rvs_dataplane::{Engine, FwmarkKey, ListenKey, Shared};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tracing::info;
@@ -250,13 +250,23 @@ impl Daemon {
         self.engine.shutdown();
     }
 
-    /// Make the engine serve exactly the table's address services.
+    /// Make the engine serve exactly the table's address and firewall-mark
+    /// services.
     pub fn reconcile(&self) {
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let wanted: Vec<ListenKey> = {
+        let (wanted, marks): (Vec<ListenKey>, Vec<FwmarkKey>) = {
             let t = self.shared.ipvs.lock();
+            let mut marks: Vec<FwmarkKey> = t
+                .services()
+                .filter_map(|s| match s.conf().key {
+                    SvcKey::Fwmark { mark, v6 } => Some(FwmarkKey { mark, v6 }),
+                    SvcKey::Addr { .. } => None,
+                })
+                .collect();
+            marks.sort();
+            marks.dedup();
             let mut v: Vec<ListenKey> = t
                 .services()
                 .filter_map(|s| match s.conf().key {
@@ -271,8 +281,9 @@ impl Daemon {
                 .collect();
             v.sort();
             v.dedup();
-            v
+            (v, marks)
         };
+        self.engine.reconcile_fwmarks(&marks);
         self.engine.reconcile(&wanted);
     }
 }
