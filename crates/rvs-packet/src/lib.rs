@@ -723,6 +723,19 @@ struct Batch {
     learn: Vec<(IpAddr, Mac)>,
 }
 
+/// Direction of a TCP/UDP/SCTP frame to our MAC: `In` to a served
+/// VIP:port (`served`), or on a firewall-mark socket (`fwmark != 0`) to
+/// anything that is not an address service; `Out` for a NAT reply, i.e.
+/// an unmarked frame to an address that is neither ours nor a VIP
+/// (`local`); `None` when the frame is not the engine's.
+fn flow_dir(fwmark: u32, served: bool, local: bool) -> Option<Dir> {
+    match (fwmark != 0, served) {
+        (true, true) => None,
+        (true, false) | (false, true) => Some(Dir::In),
+        (false, false) => (!local).then_some(Dir::Out),
+    }
+}
+
 /// Put a classified frame (from the ring or reassembled) where the batch
 /// needs it: TCP/UDP/SCTP to a served VIP:port (In) or from a real server
 /// to a non-local address (Out, NAT replies), related ICMP errors, ARP /
@@ -740,18 +753,10 @@ fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, fwmark: u
             if fl.dst_mac != info.mac {
                 return;
             }
-            let dir = if fwmark != 0 {
-                if wanted.set6.contains(&(fl.proto, fl.dst)) {
-                    return;
-                }
-                Dir::In
-            } else if wanted.set6.contains(&(fl.proto, fl.dst)) {
-                Dir::In
-            } else if !info.addrs6.iter().any(|(x, _)| x == fl.dst.ip())
-                && !wanted.vips6.contains(fl.dst.ip())
-            {
-                Dir::Out
-            } else {
+            let served = wanted.set6.contains(&(fl.proto, fl.dst));
+            let local = info.addrs6.iter().any(|(x, _)| x == fl.dst.ip())
+                || wanted.vips6.contains(fl.dst.ip());
+            let Some(dir) = flow_dir(fwmark, served, local) else {
                 return;
             };
             let pkt = rvs_core::Packet {
@@ -774,18 +779,10 @@ fn sort_frame(info: &IfInfo, c: Classified, src: Src, wanted: &Wanted, fwmark: u
             if fl.dst_mac != info.mac {
                 return;
             }
-            let dir = if fwmark != 0 {
-                if wanted.set.contains(&(fl.proto, fl.dst)) {
-                    return;
-                }
-                Dir::In
-            } else if wanted.set.contains(&(fl.proto, fl.dst)) {
-                Dir::In
-            } else if !info.addrs.iter().any(|(x, _)| x == fl.dst.ip())
-                && !wanted.vips.contains(fl.dst.ip())
-            {
-                Dir::Out
-            } else {
+            let served = wanted.set.contains(&(fl.proto, fl.dst));
+            let local = info.addrs.iter().any(|(x, _)| x == fl.dst.ip())
+                || wanted.vips.contains(fl.dst.ip());
+            let Some(dir) = flow_dir(fwmark, served, local) else {
                 return;
             };
             let pkt = rvs_core::Packet {
