@@ -37,14 +37,23 @@ pub struct Setup {
 /// means "the packet's destination port", as IPVS does. Engine-specific flags go to `extra`
 /// (flag, a way to take its value); it returns false for an unknown flag.
 /// Any error prints `usage` and exits with status 2.
+/// `v`, the value of `flag`, parsed as `T`; else a usage error naming both.
+pub fn arg<T: std::str::FromStr>(usage: &str, flag: &str, v: String) -> T {
+    v.parse()
+        .unwrap_or_else(|_| usage_error(usage, &format!("invalid value '{v}' for {flag}")))
+}
+
+/// Print `why` and the usage line, exit 2.
+pub fn usage_error(usage: &str, why: &str) -> ! {
+    eprintln!("{why}\n{usage}");
+    std::process::exit(2)
+}
+
 pub fn setup(
     usage: &str,
     mut extra: impl FnMut(&str, &mut dyn FnMut() -> String) -> bool,
 ) -> Setup {
-    let fail = || -> ! {
-        eprintln!("{usage}");
-        std::process::exit(2)
-    };
+    let fail = |why: &str| -> ! { usage_error(usage, why) };
     let mut args = std::env::args().skip(1);
     let (mut iface, mut vip, mut rs, mut method) = (None, None, Vec::new(), FwdMethod::Route);
     let (mut proto, mut sched, mut persist, mut dump, mut nft) =
@@ -52,52 +61,58 @@ pub fn setup(
     let (mut tun_type, mut tun_port, mut tun_csum) = (TunType::Ipip, 0u16, TunCsum::NoCsum);
     let mut fwmark: Option<u32> = None;
     while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| fail());
-        match a.as_str() {
+        let flag = a.as_str();
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| fail(&format!("missing value for {flag}")))
+        };
+        match flag {
             "--interface" => iface = Some(val()),
-            "--vip" => vip = Some(val().parse::<SocketAddr>().unwrap_or_else(|_| fail())),
-            "--rs" => rs.push(val().parse::<SocketAddr>().unwrap_or_else(|_| fail())),
+            "--vip" => vip = Some(arg::<SocketAddr>(usage, flag, val())),
+            "--rs" => rs.push(arg::<SocketAddr>(usage, flag, val())),
             "--method" => {
                 method = match val().as_str() {
                     "dr" => FwdMethod::Route,
                     "nat" => FwdMethod::Masq,
                     "tun" => FwdMethod::Tunnel,
-                    _ => fail(),
+                    v => fail(&format!(
+                        "invalid value '{v}' for --method (dr, nat or tun)"
+                    )),
                 }
             }
             "--udp" => proto = Protocol::Udp,
             "--sched" => sched = val(),
-            "--persistent" => persist = Some(val().parse::<u32>().unwrap_or_else(|_| fail())),
+            "--persistent" => persist = Some(arg::<u32>(usage, flag, val())),
             "--tun-type" => {
                 tun_type = match val().as_str() {
                     "ipip" => TunType::Ipip,
                     "gue" => TunType::Gue,
                     "gre" => TunType::Gre,
-                    _ => fail(),
+                    v => fail(&format!(
+                        "invalid value '{v}' for --tun-type (ipip, gue or gre)"
+                    )),
                 }
             }
-            "--tun-port" => tun_port = val().parse().unwrap_or_else(|_| fail()),
+            "--tun-port" => tun_port = arg(usage, flag, val()),
             "--tun-csum" => tun_csum = TunCsum::Csum,
             "--dump" => dump = Some(val()),
             "--no-nft" => nft = false,
             "--fwmark" => {
-                fwmark = Some(
-                    val()
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|m| *m != 0)
-                        .unwrap_or_else(|| fail()),
-                )
+                let m: u32 = arg(usage, flag, val());
+                if m == 0 {
+                    fail("invalid value '0' for --fwmark (1-4294967295)");
+                }
+                fwmark = Some(m);
             }
             other => {
                 if !extra(other, &mut val) {
-                    fail()
+                    fail(&format!("unknown option '{other}'"))
                 }
             }
         }
     }
     let (Some(iface), Some(vip)) = (iface, vip) else {
-        fail()
+        fail("--interface and --vip are required")
     };
     let shared = Shared::new(Ipvs::new());
     let fwmark = fwmark.map(|mark| FwmarkKey {

@@ -27,8 +27,11 @@ fn main() {
     let mut threads = 1usize;
     let s = driver::setup(USAGE, |flag, val| match flag {
         "--threads" => {
-            threads = val().parse().unwrap_or(0);
-            threads > 0
+            threads = driver::arg(USAGE, flag, val());
+            if threads == 0 {
+                driver::usage_error(USAGE, "invalid value '0' for --threads (1 or more)");
+            }
+            true
         }
         _ => false,
     });

@@ -27,8 +27,8 @@ fn main() {
     let mut multi_buffer = true;
     let s = driver::setup(USAGE, |flag, val| match flag {
         "--queues" => {
-            queues = val().parse().ok();
-            queues.is_some()
+            queues = Some(driver::arg(USAGE, flag, val()));
+            true
         }
         "--native" => {
             native = true;
