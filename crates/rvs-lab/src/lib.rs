@@ -289,6 +289,31 @@ http {{
             .success()
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
+
+    /// Four requests to `http://VIP/` from the client, one connection each
+    /// ("FAILED" for a request without an answer).
+    pub fn curl4(&self) -> Vec<String> {
+        (0..4)
+            .map(|_| {
+                self.curl(&format!("http://{VIP}/"))
+                    .unwrap_or_else(|| "FAILED".into())
+            })
+            .collect()
+    }
+}
+
+/// Four answers alternate between the real servers "rs1" and "rs2" (rr).
+pub fn assert_rr(got: &[String]) {
+    assert!(
+        got.first().is_some_and(|g| g == "rs1" || g == "rs2"),
+        "got {got:?}"
+    );
+    let other = if got[0] == "rs1" { "rs2" } else { "rs1" };
+    assert_eq!(
+        got,
+        [got[0].as_str(), other, got[0].as_str(), other],
+        "rr alternation"
+    );
 }
 
 impl Drop for Lab {

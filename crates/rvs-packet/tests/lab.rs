@@ -66,25 +66,6 @@ fn setup(prefix: &str, method: &str, extra: &[&str], rs_prep: impl Fn(&mut Lab))
     Setup { lab, dump, lvs_pid }
 }
 
-fn curl4(lab: &Lab) -> Vec<String> {
-    (0..4)
-        .map(|_| {
-            lab.curl(&format!("http://{VIP}/"))
-                .unwrap_or_else(|| "FAILED".into())
-        })
-        .collect()
-}
-
-fn assert_rr(got: &[String]) {
-    assert!(got[0] == "rs1" || got[0] == "rs2", "got {got:?}");
-    let other = if got[0] == "rs1" { "rs2" } else { "rs1" };
-    assert_eq!(
-        got,
-        [got[0].as_str(), other, got[0].as_str(), other],
-        "rr alternation"
-    );
-}
-
 /// Hold a TCP connection to the VIP open for a while (client side).
 fn hold_conn(lab: &mut Lab, name: &str) -> u32 {
     let script = format!("exec 3<>/dev/tcp/{VIP}/80; sleep 3");
@@ -136,7 +117,7 @@ fn dr() {
             );
         }
     });
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     // after the requests: DR conns see only the client's packets -> FIN_WAIT
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[0], 4, "Conns");
@@ -229,7 +210,7 @@ fn tun_decap(lab: &mut Lab) {
 /// table next to the connections, which end in `end_state`.
 fn persistent(prefix: &str, method: &str, end_state: &str, rs_prep: impl Fn(&mut Lab)) {
     let s = setup(prefix, method, &["--persistent", "60"], rs_prep);
-    let got = curl4(&s.lab);
+    let got = s.lab.curl4();
     assert!(
         got.iter().all(|g| g == &got[0]) && got[0].starts_with("rs"),
         "persistence ({method}): {got:?}"
@@ -277,7 +258,7 @@ fn nat() {
     // Two RX threads in a PACKET_FANOUT group: the two directions of a
     // connection usually land on different threads.
     let mut s = setup("rvspk-nat", "nat", &["--threads", "2"], nat_routes);
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     // both directions seen -> the server's FIN moves the conn to TIME_WAIT
     let d = wait_state(&s, "TIME_WAIT", 4);
     assert_eq!(d.svc[0], 4);
@@ -323,7 +304,7 @@ fn tun() {
         return;
     }
     let mut s = setup("rvspk-tun", "tun", &[], tun_decap);
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[2], 0);
     assert!(d.engine("tun") >= 20);
@@ -399,7 +380,7 @@ fn tun() {
             .then_some(())
         })
         .expect("engine restarted");
-        assert_rr(&curl4(&s.lab));
+        rvs_lab::assert_rr(&s.lab.curl4());
         stop_engine(&mut s);
     }
 }
@@ -721,7 +702,7 @@ fn fwmark_dr() {
         .iter()
         .map(|u| s.lab.curl(u).unwrap_or_else(|| "FAILED".into()))
         .collect();
-    assert_rr(&got);
+    rvs_lab::assert_rr(&got);
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[0], 4, "Conns of the fwmark service");
     assert!(d.svc[1] >= 4 * 5, "InPkts {}", d.svc[1]);

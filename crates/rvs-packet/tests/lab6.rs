@@ -90,16 +90,6 @@ fn curl6x4(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-fn assert_rr(got: &[String]) {
-    assert!(got[0] == "rs1" || got[0] == "rs2", "got {got:?}");
-    let other = if got[0] == "rs1" { "rs2" } else { "rs1" };
-    assert_eq!(
-        got,
-        [got[0].as_str(), other, got[0].as_str(), other],
-        "rr alternation"
-    );
-}
-
 /// Hold a TCP connection to the IPv6 VIP open for a while (client side).
 fn hold_conn(lab: &mut Lab, name: &str) -> u32 {
     let script =
@@ -184,7 +174,7 @@ fn dr6() {
             assert!(v6::has_addr6(lab, n, "lo", VIP6), "VIP6 on lo of {n}");
         }
     });
-    assert_rr(&curl6x4(&s.lab));
+    rvs_lab::assert_rr(&curl6x4(&s.lab));
     // DR conns see only the client's packets -> FIN_WAIT (-Lnc state).
     let d = wait_state(&s, "FIN_WAIT", 4);
     for c in d.real_conns() {
@@ -220,7 +210,7 @@ fn nat6() {
             assert!(o.status.success());
         }
     });
-    assert_rr(&curl6x4(&s.lab));
+    rvs_lab::assert_rr(&curl6x4(&s.lab));
     // Both directions seen -> the server's FIN moves the conn to TIME_WAIT.
     let d = wait_state(&s, "TIME_WAIT", 4);
     assert_eq!(d.svc[0], 4);
@@ -269,7 +259,7 @@ fn tun6() {
         return;
     }
     let mut s = setup("rvs6-tun", "tun", &[], |lab| start_decap(lab, VIP6));
-    assert_rr(&curl6x4(&s.lab));
+    rvs_lab::assert_rr(&curl6x4(&s.lab));
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[2], 0);
     assert!(d.engine("tun") >= 20);
@@ -339,7 +329,7 @@ fn tun6() {
     ] {
         let dump = s.dump.clone();
         let pid = start_engine(&mut s.lab, &dump, &v6::sock6(VIP6, 80), &rss, "tun", extra);
-        assert_rr(&curl6x4(&s.lab));
+        rvs_lab::assert_rr(&curl6x4(&s.lab));
         stop_engine(&mut s.lab, pid);
     }
 }
@@ -369,7 +359,7 @@ fn tun_mixed() {
                 .unwrap_or_else(|| "FAILED".into())
         })
         .collect();
-    assert_rr(&got);
+    rvs_lab::assert_rr(&got);
     let d = wait_for(Duration::from_secs(5), || {
         read_dump(&dump).filter(|d| d.svc.first() == Some(&4) && d.engine("tun") >= 20)
     });
@@ -382,7 +372,7 @@ fn tun_mixed() {
     // IPv6 VIP -> IPv4 real servers.
     let rss = [format!("{RS1}:80"), format!("{RS2}:80")];
     let pid = start_engine(&mut lab, &dump, &v6::sock6(VIP6, 80), &rss, "tun", &[]);
-    assert_rr(&curl6x4(&lab));
+    rvs_lab::assert_rr(&curl6x4(&lab));
     stop_engine(&mut lab, pid);
     for n in ["rs1", "rs2"] {
         let log = lab.log(&format!("decap-{n}"));

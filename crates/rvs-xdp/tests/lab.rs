@@ -111,25 +111,6 @@ fn setup_with(prefix: &str, method: &str, extra: &[&str], rs_prep: impl Fn(&Lab)
     Some(Setup { lab, dump, lvs_pid })
 }
 
-fn curl4(lab: &Lab) -> Vec<String> {
-    (0..4)
-        .map(|_| {
-            lab.curl(&format!("http://{VIP}/"))
-                .unwrap_or_else(|| "FAILED".into())
-        })
-        .collect()
-}
-
-fn assert_rr(got: &[String]) {
-    assert!(got[0] == "rs1" || got[0] == "rs2", "got {got:?}");
-    let other = if got[0] == "rs1" { "rs2" } else { "rs1" };
-    assert_eq!(
-        got,
-        [got[0].as_str(), other, got[0].as_str(), other],
-        "rr alternation"
-    );
-}
-
 fn wait_state(s: &Setup, state: &str, n: usize) -> Dump {
     wait_for(Duration::from_secs(5), || {
         let d = read_dump(&s.dump)?;
@@ -154,7 +135,7 @@ fn dr() {
     };
     let link = s.lab.sh("lvs1", "ip link show dev eth0");
     assert!(link.contains("xdpgeneric"), "XDP program attached: {link}");
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[0], 4, "Conns");
     assert!(d.svc[1] >= 4 * 5, "InPkts {}", d.svc[1]);
@@ -217,7 +198,7 @@ fn nat() {
     }) else {
         return;
     };
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     // both directions seen -> the server's FIN moves the conn to TIME_WAIT
     let d = wait_state(&s, "TIME_WAIT", 4);
     assert_eq!(d.svc[0], 4);
@@ -301,7 +282,7 @@ fn tun() {
         return;
     };
     let pids = rx.recv().unwrap_or_default();
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     let d = wait_state(&s, "FIN_WAIT", 4);
     assert_eq!(d.svc[2], 0);
     assert!(d.engine("tun") >= 20, "tun {}", d.engine("tun"));
@@ -471,7 +452,7 @@ fn gso_upload_dr() {
         assert_eq!(d.engine(c), 0, "{c}");
     }
     // Small requests are unaffected.
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
 }
 
 /// NAT with GSO in both directions: 1 MiB uploads (client TSO) and 1 MiB
@@ -576,7 +557,7 @@ fn gso_without_multi_buffer() {
         return;
     };
     assert_eq!(engine_log_multi_buffer(&s), Some(false));
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     let file = s.lab.dir.path().join("body");
     std::fs::write(&file, body(0)).expect("body");
     // Crawls by retransmissions (~30 s for 1 MiB): give up after 2 s.
@@ -590,7 +571,7 @@ fn gso_without_multi_buffer() {
         std::fs::read_to_string(&s.dump).unwrap_or_default()
     );
     // still serving
-    let got = curl4(&s.lab);
+    let got = s.lab.curl4();
     assert!(got.iter().all(|g| g == "rs1" || g == "rs2"), "{got:?}");
 }
 
@@ -736,7 +717,7 @@ fn throughput() {
         let Some(pid) = start_lvs(&mut lab, prog, name, "dr", &dump) else {
             return;
         };
-        assert_rr(&curl4(&lab));
+        rvs_lab::assert_rr(&lab.curl4());
         let _ = wrk(&lab, 1); // warm-up
         let cpu0 = cpu_ticks(pid);
         let rps = wrk(&lab, secs);
@@ -957,11 +938,11 @@ fn queue_stats(log: &str) -> Vec<(u32, u64, u64)> {
 /// keep-alive connections, every packet forwarded accounted in the table
 /// (cached ones flushed), then stop it and return its per-queue counts.
 fn mq_round(s: &mut Setup, name: &str) -> Vec<(u32, u64, u64)> {
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     const CONNS: usize = 24;
     const REQS: usize = 20;
     parallel_keepalive(&s.lab, CONNS, REQS);
-    assert_rr(&curl4(&s.lab));
+    rvs_lab::assert_rr(&s.lab.curl4());
     // Cached packets reach the table within a flush interval: InPkts ends
     // up equal to the packets forwarded.
     let conns = (CONNS + 8) as u64;
