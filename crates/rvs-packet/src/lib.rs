@@ -681,7 +681,8 @@ struct Worker {
     marks: Vec<sys::MarkSocket>,
     /// The `fwmarks_gen` `marks` were opened for.
     marks_gen: u64,
-    /// `poll` entries of `marks` (same order).
+    /// `poll` entries: the ring's slot, then `marks` (same order), for
+    /// [`sys::PacketSocket::wait_any`].
     mark_pfds: Vec<libc::pollfd>,
 }
 
@@ -1023,7 +1024,7 @@ impl Worker {
                         self.sock.release_block();
                     }
                     for k in 0..self.marks.len() {
-                        if self.mark_pfds.get(k).is_some_and(|p| p.revents != 0) {
+                        if self.mark_pfds.get(k + 1).is_some_and(|p| p.revents != 0) {
                             self.recv_marks(k, &mut mframes);
                         }
                     }
@@ -1083,14 +1084,14 @@ impl Worker {
                 }
             }
         }
-        self.mark_pfds = self
-            .marks
-            .iter()
-            .map(|m| libc::pollfd {
-                fd: m.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
+        let pfd = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Slot 0 is the ring's (wait_any fills it in).
+        self.mark_pfds = std::iter::once(pfd(-1))
+            .chain(self.marks.iter().map(|m| pfd(m.raw_fd())))
             .collect();
     }
 

@@ -385,23 +385,23 @@ impl PacketSocket {
         Ok(self.ready())
     }
 
-    /// Like [`PacketSocket::wait`], also polling `extra` (their `revents`
-    /// are set; with the ring already ready they are polled without
-    /// waiting). Returns whether the ring has a frame.
-    pub fn wait_any(&self, extra: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
-        if extra.is_empty() {
+    /// Like [`PacketSocket::wait`], also polling `pfds[1..]` (their
+    /// `revents` are set; with the ring already ready they are polled
+    /// without waiting). `pfds[0]` is the ring's slot, filled in here, so
+    /// the caller's array is polled as it is, without a copy. Returns
+    /// whether the ring has a frame.
+    pub fn wait_any(&self, pfds: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
+        if pfds.len() <= 1 {
             return self.wait(timeout);
         }
         let ready = self.ready();
-        let mut pfds = Vec::with_capacity(extra.len() + 1);
-        pfds.push(libc::pollfd {
+        pfds[0] = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        });
-        for p in extra.iter_mut() {
+        };
+        for p in pfds[1..].iter_mut() {
             p.revents = 0;
-            pfds.push(*p);
         }
         let ms = if ready {
             0
@@ -416,9 +416,6 @@ impl PacketSocket {
                 return Ok(ready || self.ready());
             }
             return Err(e);
-        }
-        for (p, q) in extra.iter_mut().zip(&pfds[1..]) {
-            p.revents = q.revents;
         }
         Ok(ready || self.ready())
     }
