@@ -26,7 +26,7 @@ pub(crate) const F_SYNC: u16 = 0x4000;
 /// Sentinel index.
 pub(crate) const NIL: u32 = u32::MAX;
 
-/// One connection or persistence template. 96 bytes.
+/// One connection or persistence template. 104 bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conn {
     pub caddr: [u8; 16],
@@ -47,6 +47,9 @@ pub(crate) struct Conn {
     /// Slot generation, bumped on free.
     pub gen: u32,
     pub in_pkts: u32,
+    /// ip_vs_sync_conn_needed's sync_endtime: the expiry last synced, in
+    /// 4 ms units, low two bits = resends done (sync_refresh_period).
+    pub sync_end: u32,
     pub cport: u16,
     pub vport: u16,
     pub dport: u16,
@@ -71,6 +74,7 @@ impl Conn {
         armed: 0,
         gen: 0,
         in_pkts: 0,
+        sync_end: 0,
         cport: 0,
         vport: 0,
         dport: 0,
@@ -427,8 +431,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entry_is_96_bytes() {
-        assert_eq!(std::mem::size_of::<Conn>(), 96);
+    fn entry_is_104_bytes() {
+        assert_eq!(std::mem::size_of::<Conn>(), 104);
     }
 
     fn mk(port: u16) -> Conn {

@@ -4,7 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::conn::{
-    Conn, ConnTable, F_DV6, F_FWD_MASK, F_INACTIVE, F_NOOUTPUT, F_ONE_PACKET, F_TEMPLATE, F_V6, NIL,
+    Conn, ConnTable, F_DV6, F_FWD_MASK, F_INACTIVE, F_NOOUTPUT, F_ONE_PACKET, F_SYNC, F_TEMPLATE,
+    F_V6, NIL,
 };
 use crate::dest::{Dest, DestId, DestTable};
 use crate::est::Estimator;
@@ -69,6 +70,8 @@ pub struct Ipvs {
     seed: u64,
     /// Bumped by every change to services and destinations.
     config_gen: u64,
+    /// Connection sync: which daemons run, and the master's outbox.
+    sync: sync::SyncSide,
 }
 
 impl Default for Ipvs {
@@ -119,6 +122,9 @@ pub struct ConnView {
     pub fwd: FwdMethod,
     /// Handle of this entry.
     pub conn: ConnRef,
+    /// Created or updated by connection sync (the "Sync" origin of the
+    /// kernel's /proc/net/ip_vs_conn_sync), not by local traffic.
+    pub synced: bool,
 }
 
 impl<'a> ServiceView<'a> {
@@ -305,6 +311,7 @@ impl Ipvs {
             timeout_pending: None,
             seed,
             config_gen: 0,
+            sync: sync::SyncSide::default(),
         }
     }
 
@@ -727,6 +734,7 @@ impl Ipvs {
             template: c.is_template(),
             fwd: FwdMethod::from_value((c.flags & F_FWD_MASK) as u32).unwrap_or(FwdMethod::Masq),
             conn: ConnRef { idx, gen: c.gen },
+            synced: c.flags & F_SYNC != 0,
         }
     }
 
@@ -832,6 +840,9 @@ impl Ipvs {
     }
 
     fn process_in(&mut self, now: Time, pkt: &Packet, exclude: &[(IpAddr, u16)]) -> Verdict {
+        if self.backup_only() {
+            return Verdict::NotOurs;
+        }
         let mut cp = self.lookup_in(now, pkt);
         let is_new = match pkt.proto {
             Protocol::Tcp => pkt.tcp_flags.contains(TcpFlags::SYN),
@@ -942,6 +953,7 @@ impl Ipvs {
             *udp_timeout,
         );
         c.in_pkts = c.in_pkts.wrapping_add(1);
+        let in_pkts = c.in_pkts;
         let fwd = FwdMethod::from_value((c.flags & F_FWD_MASK) as u32).unwrap_or(FwdMethod::Masq);
         let dest = SocketAddr::new(ip_from16(&c.daddr, c.flags & F_DV6 != 0), c.dport);
         let one_packet = c.flags & F_ONE_PACKET != 0;
@@ -956,6 +968,8 @@ impl Ipvs {
         if let Some(control) = assure {
             self.assure_ct(control);
         }
+        // ip_vs_in: ip_vs_sync_conn(ipvs, cp, pkts) while a master runs
+        self.sync_conn(now, idx, in_pkts);
         let conn = if one_packet {
             // a ONE_PACKET conn expires as soon as it is put
             self.expire_entry(now, idx, false);
@@ -1108,10 +1122,14 @@ impl Ipvs {
         // ESTABLISHED + ACK stays ESTABLISHED (every table); this refreshes
         // the state's timeout exactly as those packets would have.
         let _ = transition(c, d, dir, TcpFlags::ACK, secure, tcp_timeouts, *udp_timeout);
+        let before = c.in_pkts;
         if dir == Dir::In {
             c.in_pkts = c.in_pkts.wrapping_add(pkts);
         }
         self.conn_put(now, idx);
+        if dir == Dir::In {
+            self.sync_conn_bulk(now, idx, before, pkts);
+        }
         true
     }
 
@@ -1573,6 +1591,7 @@ impl Ipvs {
             armed: u32::MAX,
             gen: 0,
             in_pkts: 0,
+            sync_end: 0,
             cport,
             vport,
             dport,
@@ -1641,6 +1660,10 @@ impl Ipvs {
                     self.conns.arm(idx, tick);
                 }
             }
+            // expire_later: a master re-syncs the entry kept alive (a
+            // template with connections), so backups do not expire it
+            let threshold = self.sysctl.sync_threshold.0;
+            self.sync_conn(now, idx, threshold);
             return false;
         }
         self.conns.unhash(idx);

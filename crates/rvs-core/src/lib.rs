@@ -71,12 +71,14 @@ mod hash;
 mod ipvs;
 mod proto;
 mod sched;
+mod sysctl;
 mod time;
 mod types;
 
 pub use hash::hsiphash_u32;
 pub use ipvs::{ConnView, DestView, Ipvs, ServiceView, SyncConn, MAX_TIMEOUT};
 pub use sched::{maglev_build, MAGLEV_NONE, MH_TAB_SIZE, SCHEDULER_NAMES};
+pub use sysctl::{SysctlError, NAMES as SYSCTL_NAMES};
 pub use time::Time;
 pub use types::*;
 

@@ -317,6 +317,24 @@ pub struct Sysctl {
     /// synced when its in_pkts % period == threshold (period 0: only when
     /// in_pkts == threshold), and on TCP/SCTP state changes.
     pub sync_threshold: (u32, u32),
+    /// sync_refresh_period, seconds (default 0): with a value, an entry is
+    /// synced again only when its expiry moved by more than
+    /// min(period, max(timeout/2, 10 s)), with up to `sync_retries` resends
+    /// every period/8 otherwise.
+    pub sync_refresh_period: u32,
+    /// sync_retries (0..=3, default 0).
+    pub sync_retries: u32,
+    /// sync_persist_mode (default 0): 1 syncs only the templates of
+    /// persistent services, not the connections they control.
+    pub sync_persist_mode: bool,
+    /// sync_version (default 1): the message format a master sends
+    /// (0 = the IPv4-only v0 format of kernels before 2.6.39).
+    pub sync_version: u8,
+    /// sync_ports (default 1): master threads/ports (8848 + i).
+    pub sync_ports: u8,
+    /// backup_only (default 0): while a backup sync daemon runs, the
+    /// director forwards nothing (for a backup that must only keep a table).
+    pub backup_only: bool,
 }
 
 impl Default for Sysctl {
@@ -333,6 +351,12 @@ impl Default for Sysctl {
             run_estimation: true,
             show_assured_templates: false,
             sync_threshold: (3, 50),
+            sync_refresh_period: 0,
+            sync_retries: 0,
+            sync_persist_mode: false,
+            sync_version: 1,
+            sync_ports: 1,
+            backup_only: false,
         }
     }
 }

@@ -22,6 +22,20 @@ const K_INACTIVE: u32 = 0x0100;
 const K_NOOUTPUT: u32 = 0x0080;
 /// sync_threshold[0] default: in_pkts of a synced entry.
 const SYNC_THRESHOLD: u32 = 3;
+/// The kernel's jiffies at HZ=250: sync_endtime is kept in 4 ms units.
+const JIFFIES_PER_SEC: u32 = 250;
+/// Entries a master queues before the sender takes them; beyond this they
+/// are dropped and counted (the kernel's sync_qlen_max bounds its queue).
+pub const SYNC_OUTBOX_MAX: usize = 1 << 16;
+
+/// The daemons that run and the master's outbox.
+#[derive(Debug, Default)]
+pub(crate) struct SyncSide {
+    pub master: bool,
+    pub backup: bool,
+    pub out: Vec<SyncConn>,
+    pub dropped: u64,
+}
 
 /// One connection (or template) as carried by a v1 sync message.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -158,25 +172,110 @@ impl Ipvs {
         self.conn_put(now, idx);
     }
 
-    /// The master side of ip_vs_sync_conn: call after a client->VIP packet
-    /// of `conn` was processed (the kernel does this from ip_vs_in when the
-    /// master sync daemon runs). Returns what to send now: the connection if
+    /// Which sync daemons run (`--start-daemon master|backup`). While a
+    /// master runs, the data path collects what `ip_vs_sync_conn` would send
+    /// into an outbox ([`Ipvs::sync_take`]); while a backup runs with the
+    /// `backup_only` sysctl, client packets are not forwarded.
+    pub fn set_sync_state(&mut self, master: bool, backup: bool) {
+        self.sync.master = master;
+        self.sync.backup = backup;
+        if !master {
+            self.sync.out.clear();
+        }
+    }
+
+    /// `(master, backup)`: the daemons [`Ipvs::set_sync_state`] declared.
+    pub fn sync_state(&self) -> (bool, bool) {
+        (self.sync.master, self.sync.backup)
+    }
+
+    /// Moves the entries due for sending (oldest first) into `into`.
+    pub fn sync_take(&mut self, into: &mut Vec<SyncConn>) {
+        into.append(&mut self.sync.out);
+    }
+
+    /// Entries not queued because the outbox was full ([`SYNC_OUTBOX_MAX`]:
+    /// the sender stalled), like the kernel's sync_qlen_max drops.
+    pub fn sync_outbox_dropped(&self) -> u64 {
+        self.sync.dropped
+    }
+
+    /// While a backup daemon runs with `backup_only`, the director forwards
+    /// nothing (ip_vs_in: `sysctl_backup_only`).
+    pub(crate) fn backup_only(&self) -> bool {
+        self.sync.backup && self.sysctl.backup_only
+    }
+
+    /// The master side of ip_vs_sync_conn for the client->VIP packet just
+    /// processed (`pkts` = the entry's in_pkts after it): queues the entry
+    /// if ip_vs_sync_conn_needed says so, then its controlling template.
+    pub(crate) fn sync_conn(&mut self, now: Time, idx: u32, pkts: u32) {
+        if !self.sync.master {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.sync.out);
+        self.sync_collect(now, idx, pkts, &mut out);
+        if out.len() > SYNC_OUTBOX_MAX {
+            self.sync.dropped += (out.len() - SYNC_OUTBOX_MAX) as u64;
+            out.truncate(SYNC_OUTBOX_MAX);
+        }
+        self.sync.out = out;
+    }
+
+    /// [`Ipvs::sync_conn`] for `n` packets accounted at once (a flow
+    /// cache's bulk report): the entry is synced if one of the in_pkts
+    /// values it went through meets the threshold rule.
+    pub(crate) fn sync_conn_bulk(&mut self, now: Time, idx: u32, before: u32, n: u32) {
+        if !self.sync.master || n == 0 {
+            return;
+        }
+        let (t, p) = self.sysctl.sync_threshold;
+        let first = before.wrapping_add(1);
+        let hit = if p > 0 {
+            let k = first.wrapping_add((t % p + p - first % p) % p);
+            k.wrapping_sub(before) <= n
+        } else {
+            t.wrapping_sub(before).wrapping_sub(1) < n
+        };
+        let pkts = if hit {
+            if p > 0 {
+                first.wrapping_add((t % p + p - first % p) % p)
+            } else {
+                t
+            }
+        } else {
+            before.wrapping_add(n)
+        };
+        self.sync_conn(now, idx, pkts);
+    }
+
+    /// What the master would send for `conn` after a packet, without
+    /// queueing it (for tests and tools): the entry if
     /// ip_vs_sync_conn_needed says so (TCP/SCTP only in ESTABLISHED and the
     /// closing states, forced on a state change other than to ESTABLISHED,
     /// otherwise when in_pkts % period == threshold), then its controlling
     /// template (whose own in_pkts is bumped; templates are exempt from the
-    /// packet-count rule). `sync_refresh_period` is taken as 0 (default).
+    /// packet-count rule).
     pub fn sync_due(&mut self, now: Time, conn: ConnRef) -> Vec<SyncConn> {
         let mut out = Vec::new();
         let Some(c) = self.conns.get(conn.idx).filter(|c| c.gen == conn.gen) else {
             return out;
         };
-        let mut idx = conn.idx;
-        let mut pkts = c.in_pkts;
+        let pkts = c.in_pkts;
+        self.sync_collect(now, conn.idx, pkts, &mut out);
+        out
+    }
+
+    fn sync_collect(&mut self, now: Time, idx: u32, pkts: u32, out: &mut Vec<SyncConn>) {
+        let Some(c) = self.conns.get(idx) else {
+            return;
+        };
+        let mut idx = idx;
+        let mut pkts = pkts;
         let mut first = c.flags & F_ONE_PACKET == 0;
         // a controller chain is at most conn -> template; bound the walk anyway
         for _ in 0..4 {
-            if first && self.sync_needed(idx, pkts) {
+            if first && self.sync_needed(now, idx, pkts) {
                 if let Some(c) = self.conns.get(idx) {
                     let fwmark = self.dests.get(c.dest).map_or(0, |d| d.svc_key.fwmark());
                     out.push(to_sync(c, now, fwmark));
@@ -197,17 +296,39 @@ impl Ipvs {
             };
             idx = ctl;
         }
-        out
     }
 
-    /// ip_vs_sync_conn_needed (sync_refresh_period 0, sync_persist_mode 0).
-    fn sync_needed(&mut self, idx: u32, pkts: u32) -> bool {
+    /// ip_vs_sync_conn_needed, with sync_refresh_period, sync_retries and
+    /// sync_persist_mode. Time is kept in 4 ms units (HZ=250 jiffies) so
+    /// the low two bits of `sync_end` count resends as the kernel's do.
+    fn sync_needed(&mut self, now: Time, idx: u32, pkts: u32) -> bool {
         let (threshold, period) = self.sysctl.sync_threshold;
+        let refresh = self
+            .sysctl
+            .sync_refresh_period
+            .saturating_mul(JIFFIES_PER_SEC);
+        let retries = self.sysctl.sync_retries;
+        let persist_mode = self.sysctl.sync_persist_mode;
+        let controlled_by_template = |c: &Conn, conns: &crate::conn::ConnTable| {
+            c.control != NIL && conns.get(c.control).is_some_and(|t| t.is_template())
+        };
+        let in_persistence = self
+            .conns
+            .get(idx)
+            .is_some_and(|c| controlled_by_template(c, &self.conns));
         let Some(c) = self.conns.get_mut(idx) else {
             return false;
         };
+        let now_j = (now.as_millis() / 4) as u32;
+        let timeout_j = c.timeout.saturating_mul(JIFFIES_PER_SEC);
+        let orig = c.sync_end;
+        let mut n = now_j.wrapping_add(timeout_j) & !3;
         let template = c.is_template();
+        let mut forced = false;
         if !template {
+            if persist_mode && in_persistence {
+                return false;
+            }
             let (ok, est) = match Protocol::from_number(c.proto) {
                 Some(Protocol::Tcp) => (
                     matches!(
@@ -232,19 +353,35 @@ impl Ipvs {
             if !ok {
                 return false;
             }
-            if est != u8::MAX && c.state != c.old_state && c.state != est {
-                c.old_state = c.state;
-                return true;
-            }
+            forced = est != u8::MAX && c.state != c.old_state && c.state != est;
         }
-        if period > 0 {
-            if !template && pkts % period != threshold {
+        if !forced {
+            if refresh > 0 {
+                let diff = n.wrapping_sub(orig) as i32;
+                let min_diff = (timeout_j / 2).max(10 * JIFFIES_PER_SEC);
+                if diff.unsigned_abs() < refresh.min(min_diff) {
+                    let done = orig & 3;
+                    if done >= retries {
+                        return false;
+                    }
+                    // time_before(now, orig - timeout + refresh / 8)
+                    let resend_at = orig.wrapping_sub(timeout_j).wrapping_add(refresh >> 3);
+                    if (now_j.wrapping_sub(resend_at) as i32) < 0 {
+                        return false;
+                    }
+                    n |= done + 1;
+                }
+            }
+            if period > 0 {
+                if !template && pkts % period != threshold {
+                    return false;
+                }
+            } else if refresh == 0 && pkts != threshold {
                 return false;
             }
-        } else if pkts != threshold {
-            return false;
         }
         c.old_state = c.state;
+        c.sync_end = n;
         true
     }
 
@@ -342,6 +479,7 @@ impl Ipvs {
             armed: u32::MAX,
             gen: 0,
             in_pkts: 0,
+            sync_end: 0,
             cport: m.cport,
             vport: m.vport,
             dport: m.dport,

@@ -1671,3 +1671,142 @@ fn related_icmp_errors_are_counted_without_touching_the_entry() {
         "expired"
     );
 }
+
+fn sync_master_table() -> Ipvs {
+    let mut m = setup("rr", &[(A, 1)], FwdMethod::Route);
+    m.set_sync_state(true, false);
+    m
+}
+
+fn take(m: &mut Ipvs) -> Vec<(u16, u16)> {
+    let mut v = Vec::new();
+    m.sync_take(&mut v);
+    v.iter().map(|s| (s.cport, s.state)).collect()
+}
+
+#[test]
+fn master_outbox_collects_what_ip_vs_sync_conn_sends() {
+    let mut m = sync_master_table();
+    let t = Time::ZERO;
+    let mut send = |m: &mut Ipvs, f| m.process(t, &pkt("203.0.113.1", 1000, f, Dir::In), &[]);
+    send(&mut m, TcpFlags::SYN);
+    send(&mut m, TcpFlags::ACK);
+    assert_eq!(take(&mut m), vec![], "SYN_RECV and pkt 2 are not synced");
+    send(&mut m, TcpFlags::ACK);
+    assert_eq!(take(&mut m), vec![(1000, 1)], "pkt 3 of ESTABLISHED");
+    for _ in 4..=53 {
+        send(&mut m, TcpFlags::ACK);
+    }
+    assert_eq!(
+        take(&mut m),
+        vec![(1000, 1)],
+        "again at pkt 53 (53 % 50 == 3)"
+    );
+    send(&mut m, TcpFlags::FIN);
+    assert_eq!(take(&mut m), vec![(1000, 4)], "forced on ES -> FIN_WAIT");
+    // the backup daemon alone queues nothing
+    m.set_sync_state(false, true);
+    send(&mut m, TcpFlags::RST);
+    assert_eq!(take(&mut m), vec![]);
+}
+
+#[test]
+fn bulk_accounting_syncs_when_the_threshold_is_crossed() {
+    let mut m = sync_master_table();
+    let t = Time::ZERO;
+    m.process(t, &pkt("203.0.113.1", 1000, TcpFlags::SYN, Dir::In), &[]);
+    let Verdict::Forward { conn, .. } =
+        m.process(t, &pkt("203.0.113.1", 1000, TcpFlags::ACK, Dir::In), &[])
+    else {
+        panic!()
+    };
+    // in_pkts 2 -> 10 goes through 3
+    assert!(m.account_conn(t, conn, Dir::In, 8, 800));
+    assert_eq!(take(&mut m), vec![(1000, 1)]);
+    // 10 -> 50 does not reach 53
+    assert!(m.account_conn(t, conn, Dir::In, 40, 4000));
+    assert_eq!(take(&mut m), vec![]);
+    // 50 -> 60 goes through 53
+    assert!(m.account_conn(t, conn, Dir::In, 10, 1000));
+    assert_eq!(take(&mut m), vec![(1000, 1)]);
+    // replies do not count
+    let _ = m.account_conn(t, conn, Dir::Out, 100, 1000);
+    assert_eq!(take(&mut m), vec![]);
+}
+
+#[test]
+fn refresh_period_resyncs_only_when_the_expiry_moved() {
+    let mut m = sync_master_table();
+    m.sysctl_mut().set("sync_threshold", "3 0").unwrap();
+    m.sysctl_mut().set("sync_refresh_period", "30").unwrap();
+    let c = |m: &mut Ipvs, s: u64, f| {
+        m.process(
+            Time::from_secs(s),
+            &pkt("203.0.113.1", 1000, f, Dir::In),
+            &[],
+        )
+    };
+    c(&mut m, 0, TcpFlags::SYN);
+    c(&mut m, 0, TcpFlags::ACK);
+    assert_eq!(take(&mut m), vec![(1000, 1)], "first sync once ESTABLISHED");
+    c(&mut m, 10, TcpFlags::ACK);
+    assert_eq!(take(&mut m), vec![], "expiry moved 10 s < 30 s");
+    c(&mut m, 31, TcpFlags::ACK);
+    assert_eq!(take(&mut m), vec![(1000, 1)], "expiry moved 31 s");
+}
+
+#[test]
+fn persist_mode_syncs_templates_only() {
+    let mut m = Ipvs::new();
+    m.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "rr").persistent(300),
+    )
+    .unwrap();
+    m.add_dest(
+        Time::ZERO,
+        &tcp_key(),
+        &DestConf::new(ip(A), 80, FwdMethod::Route, 1),
+    )
+    .unwrap();
+    m.set_sync_state(true, false);
+    m.sysctl_mut().set("sync_persist_mode", "1").unwrap();
+    for f in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK, TcpFlags::FIN] {
+        m.process(Time::ZERO, &pkt("203.0.113.1", 1000, f, Dir::In), &[]);
+    }
+    let mut v = Vec::new();
+    m.sync_take(&mut v);
+    assert!(!v.is_empty());
+    assert!(v.iter().all(|s| s.flags & 0x1000 != 0), "{v:?}");
+}
+
+#[test]
+fn backup_only_forwards_nothing_while_a_backup_daemon_runs() {
+    let mut m = setup("rr", &[(A, 1)], FwdMethod::Route);
+    m.sysctl_mut().set("backup_only", "1").unwrap();
+    let p = pkt("203.0.113.1", 1000, TcpFlags::SYN, Dir::In);
+    assert!(matches!(
+        m.process(Time::ZERO, &p, &[]),
+        Verdict::Forward { .. }
+    ));
+    m.set_sync_state(false, true);
+    let p = pkt("203.0.113.1", 1001, TcpFlags::SYN, Dir::In);
+    assert_eq!(m.process(Time::ZERO, &p, &[]), Verdict::NotOurs);
+}
+
+#[test]
+fn synced_entries_are_marked() {
+    let mut m = sync_master_table();
+    for f in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK] {
+        m.process(Time::ZERO, &pkt("203.0.113.1", 1000, f, Dir::In), &[]);
+    }
+    let mut v = Vec::new();
+    m.sync_take(&mut v);
+    let mut b = setup("rr", &[(A, 1)], FwdMethod::Route);
+    for s in &v {
+        b.sync_apply(Time::ZERO, s);
+    }
+    assert!(m.connections(Time::ZERO).iter().all(|c| !c.synced));
+    assert!(b.connections(Time::ZERO).iter().all(|c| c.synced));
+    assert_eq!(b.connections(Time::ZERO).len(), 1);
+}
