@@ -1688,7 +1688,7 @@ fn take(m: &mut Ipvs) -> Vec<(u16, u16)> {
 fn master_outbox_collects_what_ip_vs_sync_conn_sends() {
     let mut m = sync_master_table();
     let t = Time::ZERO;
-    let mut send = |m: &mut Ipvs, f| m.process(t, &pkt("203.0.113.1", 1000, f, Dir::In), &[]);
+    let send = |m: &mut Ipvs, f| m.process(t, &pkt("203.0.113.1", 1000, f, Dir::In), &[]);
     send(&mut m, TcpFlags::SYN);
     send(&mut m, TcpFlags::ACK);
     assert_eq!(take(&mut m), vec![], "SYN_RECV and pkt 2 are not synced");
