@@ -196,6 +196,14 @@ pub struct InstanceConfig {
     /// `None` = automatic: max(3 × advert_int, 2 s) rounded up to seconds.
     /// `Some(Duration::ZERO)` = permanent (keepalived behaviour).
     pub vip_lifetime: Option<Duration>,
+    /// rvs extension: start with preemption held (as with `nopreempt`)
+    /// until [`Instance::set_preempt_hold`](crate::Instance::set_preempt_hold)
+    /// releases it; rvsd holds an instance bound to `lvs_sync_daemon`
+    /// until the connection table has been received from the peers, so a
+    /// restarted master does not take the VIP back with an empty table.
+    /// A BACKUP still becomes MASTER when no master is heard.
+    #[serde(default)]
+    pub preempt_hold: bool,
 }
 
 impl InstanceConfig {
@@ -226,6 +234,7 @@ impl InstanceConfig {
             tracks: Vec::new(),
             notify: NotifyScripts::default(),
             vip_lifetime: None,
+            preempt_hold: false,
         }
     }
 

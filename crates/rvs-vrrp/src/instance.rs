@@ -539,7 +539,11 @@ impl Instance {
         }
         let preempt_pending =
             !self.cfg.preempt_delay.is_zero() && self.preempt_time.is_none_or(|t| t > now);
-        if self.cfg.nopreempt || repr.priority >= self.effective_priority || preempt_pending {
+        if self.cfg.nopreempt
+            || self.cfg.preempt_hold
+            || repr.priority >= self.effective_priority
+            || preempt_pending
+        {
             if self.cfg.version == Version::V3 && repr.adver_int_cs > 0 {
                 self.master_adver_int = Duration::from_millis(u64::from(repr.adver_int_cs) * 10);
             }
@@ -678,6 +682,13 @@ impl Instance {
     /// them).
     pub fn set_vips(&mut self, vips: Vec<crate::VipConfig>) {
         self.cfg.vips = vips;
+    }
+
+    /// Hold or release preemption (see `InstanceConfig::preempt_hold`).
+    /// Once released, a higher-priority BACKUP preempts when its down
+    /// timer next runs out, as if the hold had never been.
+    pub fn set_preempt_hold(&mut self, hold: bool) {
+        self.cfg.preempt_hold = hold;
     }
 
     /// Change the base priority at run time (e.g. reload).

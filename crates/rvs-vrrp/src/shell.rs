@@ -140,6 +140,8 @@ pub enum Reconfigure {
         instance: String,
         vips: Vec<crate::VipConfig>,
     },
+    /// Hold or release preemption (`InstanceConfig::preempt_hold`).
+    PreemptHold { instance: String, hold: bool },
 }
 
 /// Run `instances` until `shutdown` is cancelled, publishing status on every
@@ -533,6 +535,16 @@ impl Shell {
                 {
                     tracing::info!(instance = %instance, priority, "({instance}) priority changed by reload");
                     s.inst.set_priority(now, priority);
+                }
+            }
+            Reconfigure::PreemptHold { instance, hold } => {
+                for s in self
+                    .slots
+                    .iter_mut()
+                    .filter(|s| s.inst.config().name == instance)
+                {
+                    tracing::info!(instance = %instance, hold, "({instance}) preemption {}", if hold { "held" } else { "released" });
+                    s.inst.set_preempt_hold(hold);
                 }
             }
             Reconfigure::Vips { instance, vips } => {

@@ -378,6 +378,32 @@ fn nopreempt_keeps_lower_master() {
 }
 
 #[test]
+fn preempt_hold_keeps_the_lower_master_until_released() {
+    let mut s = Sim::new();
+    let b = s.add(cfg("B", 12, 50));
+    s.run_for(Duration::from_secs(5));
+    let mut c = cfg("A", 11, 100);
+    c.preempt_hold = true;
+    let a = s.add(c);
+    s.run_for(Duration::from_secs(20));
+    assert_eq!(s.masters(), vec![b], "held: no preemption");
+    assert_eq!(s.state(a), State::Backup);
+    s.inst(a).set_preempt_hold(false);
+    s.run_for(Duration::from_secs(5));
+    assert_eq!(s.masters(), vec![a], "released: A preempts");
+}
+
+#[test]
+fn preempt_hold_does_not_stop_a_takeover_without_master() {
+    let mut s = Sim::new();
+    let mut c = cfg("A", 11, 100);
+    c.preempt_hold = true;
+    let a = s.add(c);
+    s.run_for(Duration::from_secs(5));
+    assert_eq!(s.masters(), vec![a]);
+}
+
+#[test]
 fn preempt_delay_adds_to_down_timer() {
     let mut s = Sim::new();
     let b = s.add(cfg("B", 12, 50));
