@@ -19,6 +19,10 @@
 //! [`ipip`] (outer-header builder as IPVS builds it), [`gue`] and [`gre`].
 //! [`checksum`] has the RFC 1071 Internet checksum, pseudo-headers and the
 //! RFC 1624 incremental update used when rewriting a field in place.
+//! [`sync`] is the IPVS connection-synchronisation protocol (kernel sync
+//! daemon messages v0/v1 and rvs control messages): an entry iterator and a
+//! message writer rather than a view, since a message is a list of
+//! variable-length entries.
 //!
 //! # No-panic contract
 //!
@@ -52,6 +56,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod sctp;
+pub mod sync;
 pub mod tcp;
 pub mod udp;
 
