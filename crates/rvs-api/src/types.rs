@@ -275,6 +275,14 @@ pub struct ConnInfo {
     pub pe_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pe_data: Option<String>,
+    /// `Sync` when the entry was created or updated by connection sync,
+    /// `Local` otherwise (the Origin column of /proc/net/ip_vs_conn_sync).
+    #[serde(default = "local_origin")]
+    pub origin: String,
+}
+
+fn local_origin() -> String {
+    "Local".to_string()
 }
 
 /// `ipvsadm --set tcp tcpfin udp` / `-L --timeout`, seconds. In a
@@ -308,6 +316,28 @@ pub struct DaemonInfo {
     pub mcast_port: u16,
     #[serde(default)]
     pub mcast_ttl: u8,
+    /// Counters of a running daemon (rvs extension; absent in requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<SyncCounters>,
+}
+
+/// What a sync daemon sent, received and dropped (by reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncCounters {
+    pub messages_sent: u64,
+    pub entries_sent: u64,
+    pub messages_received: u64,
+    pub entries_received: u64,
+    /// Send errors (e.g. the interface is down).
+    pub send_errors: u64,
+    /// Entries the data path could not queue (the sender fell behind).
+    pub outbox_dropped: u64,
+    /// Received messages or entries dropped, by reason
+    /// (`bad_length`, `syncid`, `bad_version`, ...).
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Whole-table transfers answered (master) / completed (backup).
+    pub bulk_sent: u64,
+    pub bulk_received: u64,
 }
 
 /// `IP_VS_SO_GET_INFO`: version and connection-table size for the banner.
@@ -384,6 +414,13 @@ pub enum Command {
     ListChecks,
     /// VRRP instances: state, priority, master, counters (`rvsadm --vrrp`).
     ListVrrp,
+    /// The IPVS sysctls (`net.ipv4.vs.*`) and their values.
+    ListSysctls,
+    /// Set one IPVS sysctl, e.g. `sync_threshold` = `"3 50"`.
+    SetSysctl {
+        name: String,
+        value: String,
+    },
 }
 
 /// A status view: rendered text plus the same data as JSON.
@@ -405,6 +442,8 @@ pub enum Reply {
     Timeouts(Timeouts),
     Daemons(Vec<DaemonInfo>),
     Status(StatusReport),
+    /// `(name, value)` pairs, names without the `net.ipv4.vs.` prefix.
+    Sysctls(Vec<(String, String)>),
 }
 
 /// Error class, named after the errno the kernel would return for the same

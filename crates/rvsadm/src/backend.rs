@@ -158,6 +158,8 @@ impl FakeBackend {
             Command::ListConnections => Ok(Reply::Connections(self.conns.clone())),
             Command::GetTimeouts => Ok(Reply::Timeouts(self.timeouts)),
             Command::ListDaemons => Ok(Reply::Daemons(self.daemons.clone())),
+            Command::ListSysctls => Ok(Reply::Sysctls(Vec::new())),
+            Command::SetSysctl { .. } => Err(err(ErrorCode::NoEnt, "unknown sysctl")),
             Command::ListChecks | Command::ListVrrp => Ok(Reply::Status(rvs_api::StatusReport {
                 text: String::new(),
                 data: serde_json::Value::Array(Vec::new()),

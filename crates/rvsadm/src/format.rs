@@ -679,3 +679,39 @@ pub fn daemons(list: &[DaemonInfo]) -> String {
     }
     out
 }
+
+/// The kernel's /proc/net/ip_vs_conn_sync (`ip_vs_conn_sync_seq_show`):
+/// hex addresses and ports (IPv6 as `%pI6`, eight 4-digit groups), the
+/// state, the Origin (`Local` / `Sync`) and the seconds left.
+pub fn conn_sync(conns: &[rvs_api::ConnInfo]) -> String {
+    fn a(ip: &IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v) => format!("{:08X}", u32::from(*v)),
+            IpAddr::V6(v) => v
+                .segments()
+                .iter()
+                .map(|s| format!("{s:04x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        }
+    }
+    let mut out =
+        String::from("Pro FromIP   FPrt ToIP     TPrt DestIP   DPrt State       Origin Expires\n");
+    for c in conns {
+        let _ = writeln!(
+            out,
+            "{:<3} {} {:04X} {} {:04X} {} {:04X} {:<11} {:<6} {:7}",
+            c.protocol,
+            a(&c.caddr),
+            c.cport,
+            a(&c.vaddr),
+            c.vport,
+            a(&c.daddr),
+            c.dport,
+            c.state,
+            c.origin,
+            c.expires
+        );
+    }
+    out
+}

@@ -208,6 +208,7 @@ fn process(ctx: &mut Ctx<'_>, argv: &[String], reading_stdin: bool) -> Result<i3
                     mcast_group: inv.daemon.mcast_group,
                     mcast_port: inv.daemon.mcast_port,
                     mcast_ttl: inv.daemon.mcast_ttl,
+                    counters: None,
                 },
             },
         ),
@@ -524,6 +525,8 @@ pub fn run_extension(argv: &[String], ctx: &mut Ctx<'_>) -> Option<i32> {
     let cmd = match argv.get(1).map(String::as_str) {
         Some("--checks") => Command::ListChecks,
         Some("--vrrp") => Command::ListVrrp,
+        Some("--sysctl") => return Some(sysctl(argv, ctx)),
+        Some("--conn-sync") => return Some(conn_sync(argv, ctx)),
         _ => return None,
     };
     let mut json = false;
@@ -563,6 +566,93 @@ pub fn run_extension(argv: &[String], ctx: &mut Ctx<'_>) -> Option<i32> {
             Some(1)
         }
     }
+}
+
+fn call_ext(ctx: &mut Ctx<'_>, cmd: &Command) -> Result<Reply, i32> {
+    match ctx.backend.call(cmd) {
+        Ok(r) => Ok(r),
+        Err(backend::BackendError::Api(e)) => {
+            let _ = writeln!(ctx.stderr, "{}", e.message);
+            Err(1)
+        }
+        Err(backend::BackendError::Transport(t)) => {
+            let _ = writeln!(ctx.stderr, "rvsadm: {t}");
+            Err(1)
+        }
+    }
+}
+
+/// `rvsadm --sysctl [NAME[=VALUE]]...`: the IPVS sysctls as `sysctl`
+/// prints them (`net.ipv4.vs.NAME = VALUE`); with `NAME=VALUE`, set it
+/// (what `sysctl -w net.ipv4.vs.NAME=VALUE` does on a kernel director).
+fn sysctl(argv: &[String], ctx: &mut Ctx<'_>) -> i32 {
+    let all = match call_ext(ctx, &Command::ListSysctls) {
+        Ok(Reply::Sysctls(v)) => v,
+        Ok(_) => return 1,
+        Err(c) => return c,
+    };
+    let short = |n: &str| n.strip_prefix("net.ipv4.vs.").unwrap_or(n).to_string();
+    let show = |ctx: &mut Ctx<'_>, n: &str, v: &str| {
+        let _ = writeln!(ctx.stdout, "net.ipv4.vs.{n} = {v}");
+    };
+    if argv.len() == 2 {
+        for (n, v) in &all {
+            show(ctx, n, v);
+        }
+        return 0;
+    }
+    let mut rc = 0;
+    for a in &argv[2..] {
+        if let Some((n, v)) = a.split_once('=') {
+            let name = short(n.trim());
+            let value = v.trim().to_string();
+            match call_ext(
+                ctx,
+                &Command::SetSysctl {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+            ) {
+                Ok(_) => show(ctx, &name, &value),
+                Err(c) => rc = c,
+            }
+        } else {
+            let name = short(a);
+            match all.iter().find(|(n, _)| *n == name) {
+                Some((n, v)) => show(ctx, n, v),
+                None => {
+                    let _ = writeln!(
+                        ctx.stderr,
+                        "{}: unknown IPVS sysctl '{a}' (rvsadm --sysctl lists them)",
+                        argv[0]
+                    );
+                    rc = 1;
+                }
+            }
+        }
+    }
+    rc
+}
+
+/// `rvsadm --conn-sync`: the connection table as the kernel's
+/// /proc/net/ip_vs_conn_sync shows it, with each entry's Origin (`Local`,
+/// or `Sync` when a sync daemon created or updated it).
+fn conn_sync(argv: &[String], ctx: &mut Ctx<'_>) -> i32 {
+    if let Some(a) = argv.get(2) {
+        let _ = writeln!(
+            ctx.stderr,
+            "{}: unexpected argument '{a}' after --conn-sync",
+            argv[0]
+        );
+        return 2;
+    }
+    let conns = match call_ext(ctx, &Command::ListConnections) {
+        Ok(Reply::Connections(c)) => c,
+        Ok(_) => return 1,
+        Err(c) => return c,
+    };
+    let _ = write!(ctx.stdout, "{}", format::conn_sync(&conns));
+    0
 }
 
 #[cfg(test)]

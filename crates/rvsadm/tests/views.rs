@@ -237,6 +237,7 @@ fn conn(
         template: false,
         pe_name: None,
         pe_data: None,
+        origin: "Local".into(),
     }
 }
 

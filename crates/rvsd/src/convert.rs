@@ -195,6 +195,7 @@ pub fn conn_info(c: &core::ConnView) -> api::ConnInfo {
         template: c.template,
         pe_name: None,
         pe_data: None,
+        origin: if c.synced { "Sync" } else { "Local" }.to_string(),
     }
 }
 

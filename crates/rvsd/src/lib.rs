@@ -9,5 +9,6 @@ pub mod keepalived;
 pub mod observe;
 pub mod runtime;
 pub mod state;
+pub mod sync;
 pub mod sys;
 pub mod vrrp;

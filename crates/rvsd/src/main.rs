@@ -131,7 +131,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 for w in warnings {
                     warn!("{w}");
                 }
-                vrrp = Some(rvsd::vrrp::Vrrp::start(&daemon, inst, ropts)?);
+                let sync = rvsd::vrrp::sync_binding(&loaded.config);
+                vrrp = Some(rvsd::vrrp::Vrrp::start(&daemon, inst, ropts, sync)?);
             }
             (!args.vrrp_only)
                 .then(|| runtime::Runtime::start(daemon.clone(), path.clone(), opts, &loaded))
@@ -251,6 +252,9 @@ fn config_test(args: &Args) -> ExitCode {
     match rvs_config::load(path, &load_options(args)) {
         Ok(loaded) => {
             runtime::print_diagnostics(&loaded);
+            if loaded.config.global_defs.lvs_sync_daemon.is_some() && args.engine == "proxy" {
+                eprintln!("{}: warning: {}", path.display(), rvsd::sync::PROXY_WARNING);
+            }
             if args.mode == Mode::DumpConfig {
                 match serde_json::to_string_pretty(&loaded.config) {
                     Ok(j) => println!("{j}"),

@@ -11,7 +11,7 @@ use crate::convert::svc_name;
 use crate::keepalived::{self, VsPlan};
 use crate::state::Daemon;
 use parking_lot::Mutex;
-use rvs_api::{Command, DaemonInfo, DaemonState, DestSpec, ErrorCode, Reply, ServiceKey};
+use rvs_api::{Command, DestSpec, ErrorCode, Reply, ServiceKey};
 use rvs_check::{Action, DriverOptions, StatusHandle, VirtualServerConfig};
 use rvs_config::{LoadOptions, Loaded};
 use std::collections::HashMap;
@@ -156,22 +156,8 @@ impl Runtime {
                 warn!(error = %e.message, "lvs_timeouts not applied");
             }
         }
-        if let Some(s) = &cfg.global_defs.lvs_sync_daemon {
-            let _ = d.handle(Command::StopDaemon {
-                state: DaemonState::Master,
-                syncid: 0,
-            });
-            let _ = d.handle(Command::StartDaemon {
-                daemon: DaemonInfo {
-                    state: DaemonState::Master,
-                    mcast_ifn: s.interface.clone(),
-                    syncid: s.sync_id.unwrap_or(0),
-                    sync_maxlen: s.maxlen.unwrap_or(0),
-                    mcast_group: s.group,
-                    mcast_port: s.port.unwrap_or(0),
-                    mcast_ttl: s.ttl.unwrap_or(0),
-                },
-            });
+        if cfg.global_defs.lvs_sync_daemon.is_some() && self.daemon.engine.name() == "proxy" {
+            warn!("{}", crate::sync::PROXY_WARNING);
         }
         let plans = keepalived::plan(cfg);
         let mut run = self.running.lock();

@@ -4,7 +4,7 @@
 
 use crate::convert::*;
 use parking_lot::Mutex;
-use rvs_api::{ApiError, Command, DaemonInfo, ErrorCode, Info, Reply, StatusReport, Timeouts};
+use rvs_api::{ApiError, Command, ErrorCode, Info, Reply, StatusReport, Timeouts};
 use rvs_core::{Protocol, SvcKey};
 use rvs_dataplane::{Engine, FwmarkKey, ListenKey, Shared};
 use std::net::SocketAddr;
@@ -34,7 +34,8 @@ pub struct Daemon {
     /// VRRP view, set when VRRP instances run.
     pub vrrp: Mutex<Option<StatusFn>>,
     pub engine: Arc<dyn Engine>,
-    pub sync_daemons: Mutex<Vec<DaemonInfo>>,
+    /// The connection-sync daemons (`--start-daemon`, `lvs_sync_daemon`).
+    pub sync: crate::sync::SyncManager,
     stopping: std::sync::atomic::AtomicBool,
     /// Recent state changes, oldest first (at most [`MAX_EVENTS`]).
     pub events: Mutex<std::collections::VecDeque<Event>>,
@@ -46,9 +47,9 @@ pub struct Daemon {
 impl Daemon {
     pub fn new(shared: Arc<Shared>, engine: Arc<dyn Engine>) -> Arc<Self> {
         Arc::new(Daemon {
+            sync: crate::sync::SyncManager::new(shared.clone()),
             shared,
             engine,
-            sync_daemons: Mutex::new(Vec::new()),
             checks: Mutex::new(None),
             vrrp: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -70,6 +71,7 @@ impl Daemon {
                 | Command::ListDaemons
                 | Command::ListChecks
                 | Command::ListVrrp
+                | Command::ListSysctls
         );
         let r = self.execute(cmd);
         if mutating && r.is_ok() {
@@ -114,7 +116,26 @@ impl Daemon {
                 let (tcp, tcpfin, udp) = self.shared.ipvs.lock().timeouts();
                 Ok(Reply::Timeouts(Timeouts { tcp, tcpfin, udp }))
             }
-            Command::ListDaemons => Ok(Reply::Daemons(self.sync_daemons.lock().clone())),
+            Command::ListDaemons => Ok(Reply::Daemons(self.sync.list())),
+            Command::ListSysctls => {
+                let t = self.shared.ipvs.lock();
+                Ok(Reply::Sysctls(
+                    rvs_core::SYSCTL_NAMES
+                        .iter()
+                        .map(|n| (n.to_string(), t.sysctl().get(n).unwrap_or_default()))
+                        .collect(),
+                ))
+            }
+            Command::SetSysctl { name, value } => {
+                self.shared
+                    .ipvs
+                    .lock()
+                    .sysctl_mut()
+                    .set(&name, &value)
+                    .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+                info!(sysctl = %name, value = %value, "sysctl set");
+                Ok(Reply::Ok)
+            }
             Command::ListChecks => Ok(Reply::Status(match &*self.checks.lock() {
                 Some(f) => f(),
                 None => StatusReport {
@@ -206,19 +227,17 @@ impl Daemon {
                 Ok(Reply::Ok)
             }
             Command::StartDaemon { daemon } => {
-                let mut ds = self.sync_daemons.lock();
-                if ds.iter().any(|d| d.state == daemon.state) {
-                    return Err(ApiError::new(ErrorCode::Exist, "Daemon has already run"));
-                }
-                ds.push(daemon);
-                ds.sort_by_key(|d| d.state as u8);
+                self.sync.start(&daemon, true).map_err(|(exists, msg)| {
+                    if exists {
+                        ApiError::new(ErrorCode::Exist, msg)
+                    } else {
+                        ApiError::new(ErrorCode::BadRequest, msg)
+                    }
+                })?;
                 Ok(Reply::Ok)
             }
             Command::StopDaemon { state, .. } => {
-                let mut ds = self.sync_daemons.lock();
-                let before = ds.len();
-                ds.retain(|d| d.state != state);
-                if ds.len() == before {
+                if !self.sync.stop(state) {
                     return Err(ApiError::new(ErrorCode::Srch, "No daemon is running"));
                 }
                 Ok(Reply::Ok)
@@ -247,6 +266,7 @@ impl Daemon {
     pub fn stop(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.sync.shutdown();
         self.engine.shutdown();
     }
 

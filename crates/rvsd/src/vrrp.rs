@@ -132,6 +132,12 @@ pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceCo
         };
         out.push(c.normalized());
     }
+    if let Some(b) = sync_binding(cfg) {
+        if let Some(c) = out.iter_mut().find(|c| c.name == b.instance) {
+            // until the table has come from the peers (see crate::sync)
+            c.preempt_hold = true;
+        }
+    }
     let opts = RunOptions {
         sync_groups: cfg
             .vrrp_sync_groups
@@ -260,6 +266,102 @@ fn render(st: &[InstanceStatus]) -> String {
     s
 }
 
+/// keepalived's `lvs_sync_daemon IF [INSTANCE] ...`: the sync daemon that
+/// follows one VRRP instance, master daemon while it is MASTER, backup
+/// daemon otherwise.
+#[derive(Debug, Clone)]
+pub struct SyncBinding {
+    pub instance: String,
+    /// Settings of the daemon (its `state` is set at each start).
+    pub daemon: rvs_api::DaemonInfo,
+}
+
+/// The [`SyncBinding`] of a configuration: the named instance, or (as
+/// keepalived does without a name) the first instance on the sync
+/// interface, or the first instance.
+pub fn sync_binding(cfg: &m::Config) -> Option<SyncBinding> {
+    let s = cfg.global_defs.lvs_sync_daemon.as_ref()?;
+    let instance = match &s.vrrp_instance {
+        Some(n) => cfg.vrrp_instances.iter().find(|v| &v.name == n)?,
+        None => cfg
+            .vrrp_instances
+            .iter()
+            .find(|v| v.interface.as_deref() == Some(s.interface.as_str()))
+            .or_else(|| cfg.vrrp_instances.first())?,
+    };
+    Some(SyncBinding {
+        instance: instance.name.clone(),
+        daemon: rvs_api::DaemonInfo {
+            state: rvs_api::DaemonState::Backup,
+            mcast_ifn: s.interface.clone(),
+            syncid: s.sync_id.unwrap_or(0),
+            sync_maxlen: s.maxlen.unwrap_or(0),
+            mcast_group: s.group,
+            mcast_port: s.port.unwrap_or(0),
+            mcast_ttl: s.ttl.unwrap_or(0),
+            counters: None,
+        },
+    })
+}
+
+/// Move the sync daemons with the bound instance's state, as keepalived's
+/// ipvs_syncd_master / ipvs_syncd_backup do (stop one, start the other).
+/// The first backup start asks the peers for their table; preemption is
+/// released once it has come.
+fn follow_sync(
+    d: &Arc<Daemon>,
+    b: &SyncBinding,
+    state: &str,
+    first: bool,
+    reconfigure: &tokio::sync::mpsc::UnboundedSender<rvs_vrrp::shell::Reconfigure>,
+) {
+    use rvs_api::DaemonState;
+    let master = state == "MASTER";
+    let mut info = b.daemon.clone();
+    let release = |reconfigure: &tokio::sync::mpsc::UnboundedSender<_>| {
+        let _ = reconfigure.send(rvs_vrrp::shell::Reconfigure::PreemptHold {
+            instance: b.instance.clone(),
+            hold: false,
+        });
+    };
+    if master {
+        d.sync.stop(DaemonState::Backup);
+        info.state = DaemonState::Master;
+        if let Err((_, e)) = d.sync.start(&info, false) {
+            warn!(instance = %b.instance, error = %e, "lvs_sync_daemon: master sync daemon not started");
+        }
+        if first {
+            release(reconfigure);
+        }
+        return;
+    }
+    let was_master = d.sync.stop(DaemonState::Master);
+    info.state = DaemonState::Backup;
+    let request = first || !was_master;
+    match d.sync.start(&info, request) {
+        Ok(()) if request => {
+            // wait for the table (or the give-up), then allow preemption
+            let mut done = d.sync.table_complete();
+            let tx = reconfigure.clone();
+            let inst = b.instance.clone();
+            tokio::spawn(async move {
+                let _ = done.wait_for(|c| *c).await;
+                info!(instance = %inst, "({inst}) connection table complete, preemption allowed");
+                let _ = tx.send(rvs_vrrp::shell::Reconfigure::PreemptHold {
+                    instance: inst,
+                    hold: false,
+                });
+            });
+        }
+        Ok(()) => {}
+        Err((true, _)) => {}
+        Err((false, e)) => {
+            warn!(instance = %b.instance, error = %e, "lvs_sync_daemon: backup sync daemon not started");
+            release(reconfigure);
+        }
+    }
+}
+
 impl Vrrp {
     /// Start the instances; status goes to `daemon.vrrp`, transitions to
     /// the daemon's event log.
@@ -267,6 +369,7 @@ impl Vrrp {
         daemon: &Arc<Daemon>,
         instances: Vec<InstanceConfig>,
         mut opts: RunOptions,
+        sync: Option<SyncBinding>,
     ) -> anyhow::Result<Vrrp> {
         let (netlink, _nl_task) = rvs_netlink::spawn()
             .map_err(|e| anyhow::anyhow!("cannot open rtnetlink for VRRP (needs CAP_NET_ADMIN; run as root or without vrrp_instance blocks): {e}"))?;
@@ -301,9 +404,10 @@ impl Vrrp {
                 data: serde_json::to_value(&st).unwrap_or_default(),
             }
         }));
-        // Transitions → events.
+        // Transitions → events (and the sync daemons of lvs_sync_daemon).
         let d = Arc::downgrade(daemon);
         let mut rx3 = rx;
+        let ptx2 = ptx.clone();
         tokio::spawn(async move {
             let mut last: std::collections::HashMap<String, String> = Default::default();
             while rx3.changed().await.is_ok() {
@@ -312,6 +416,12 @@ impl Vrrp {
                 for i in st {
                     let s = format!("{:?}", i.state).to_uppercase();
                     if last.get(&i.name) != Some(&s) {
+                        if let Some(b) = sync.as_ref().filter(|b| b.instance == i.name) {
+                            if s != "INIT" && s != "STOP" {
+                                let first = !last.contains_key(&i.name);
+                                follow_sync(&d, b, &s, first, &ptx2);
+                            }
+                        }
                         if last.contains_key(&i.name) || s == "MASTER" {
                             info!(instance = %i.name, state = %s, priority = i.effective_priority, "VRRP transition");
                             d.record_event("vrrp", format!("({}) entering {s} state", i.name));
