@@ -398,6 +398,7 @@ fn encode_snapshot(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
     }
 
     encode_health(s, enc)?;
+    encode_sync(&s.sync, enc)?;
     encode_vrrp(&snapshot::vrrp_instances(&s.vrrp), enc)
 }
 
@@ -511,6 +512,81 @@ fn encode_health(s: &Snapshot, enc: &mut DescriptorEncoder) -> fmt::Result {
         f.write(enc)?;
     }
     Ok(())
+}
+
+/// Connection-sync daemons: messages and entries sent and received, drops
+/// by reason, whole-table transfers.
+fn encode_sync(daemons: &[rvs_api::DaemonInfo], enc: &mut DescriptorEncoder) -> fmt::Result {
+    let mut up = Family::gauge(
+        "rvs_sync_daemon_up",
+        "A connection-sync daemon runs (1), by role, interface and syncid",
+    );
+    let mut fams = [
+        Family::counter("rvs_sync_messages_sent", "Sync messages sent"),
+        Family::counter(
+            "rvs_sync_entries_sent",
+            "Connection entries sent in sync messages",
+        ),
+        Family::counter("rvs_sync_messages_received", "Sync messages received"),
+        Family::counter(
+            "rvs_sync_entries_received",
+            "Connection entries received and applied",
+        ),
+        Family::counter(
+            "rvs_sync_send_errors",
+            "Sync messages that could not be sent",
+        ),
+        Family::counter(
+            "rvs_sync_outbox_dropped",
+            "Entries the data path could not queue because the sender fell behind",
+        ),
+        Family::counter(
+            "rvs_sync_bulk_sent",
+            "Whole-table transfers sent to a peer that asked",
+        ),
+        Family::counter(
+            "rvs_sync_bulk_received",
+            "Whole-table transfers received from a peer",
+        ),
+    ];
+    let mut dropped = Family::counter(
+        "rvs_sync_dropped",
+        "Received sync messages or entries dropped, by reason",
+    );
+    for d in daemons {
+        let role = match d.state {
+            rvs_api::DaemonState::Master => "master",
+            rvs_api::DaemonState::Backup => "backup",
+        };
+        let labels: Labels = vec![
+            ("role", role.to_string()),
+            ("interface", d.mcast_ifn.clone()),
+            ("syncid", d.syncid.to_string()),
+        ];
+        up.add_owned(labels.clone(), 1);
+        let Some(c) = &d.counters else { continue };
+        let vals = [
+            c.messages_sent,
+            c.entries_sent,
+            c.messages_received,
+            c.entries_received,
+            c.send_errors,
+            c.outbox_dropped,
+            c.bulk_sent,
+            c.bulk_received,
+        ];
+        for (f, v) in fams.iter_mut().zip(vals) {
+            f.add_owned(labels.clone(), v);
+        }
+        for (reason, n) in &c.dropped {
+            dropped.add_owned(with(&labels, &[("reason", reason.clone())]), *n);
+        }
+    }
+    up.write(enc)?;
+    for f in &fams {
+        f.write(enc)?;
+    }
+    dropped.write(enc)
 }
 
 /// VRRP instances: state set, priorities, transitions, adverts, drops.
@@ -633,6 +709,46 @@ mod tests {
 
     fn daemon() -> Arc<Daemon> {
         Daemon::new(Shared::new(rvs_core::Ipvs::new()), Arc::new(NullEngine))
+    }
+
+    #[test]
+    fn sync_daemon_counters_become_metrics() {
+        struct Enc(Vec<rvs_api::DaemonInfo>);
+        impl fmt::Debug for Enc {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("Enc")
+            }
+        }
+        impl Collector for Enc {
+            fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+                encode_sync(&self.0, &mut enc)
+            }
+        }
+        let mut c = rvs_api::SyncCounters {
+            entries_received: 42,
+            ..Default::default()
+        };
+        c.dropped.insert("syncid".into(), 3);
+        let d = rvs_api::DaemonInfo {
+            state: rvs_api::DaemonState::Backup,
+            mcast_ifn: "eth0".into(),
+            syncid: 7,
+            sync_maxlen: 1472,
+            mcast_group: None,
+            mcast_port: 8848,
+            mcast_ttl: 1,
+            counters: Some(c),
+        };
+        let mut reg = Registry::default();
+        reg.register_collector(Box::new(Enc(vec![d])));
+        let (text, _) = render(&reg, false).unwrap();
+        for want in [
+            "rvs_sync_daemon_up{role=\"backup\",interface=\"eth0\",syncid=\"7\"} 1\n",
+            "rvs_sync_entries_received_total{role=\"backup\",interface=\"eth0\",syncid=\"7\"} 42\n",
+            "rvs_sync_dropped_total{role=\"backup\",interface=\"eth0\",syncid=\"7\",reason=\"syncid\"} 3\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 
     #[test]

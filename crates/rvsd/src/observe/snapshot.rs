@@ -27,6 +27,8 @@ pub(crate) struct Snapshot {
     pub reloads: u64,
     pub last_reload_ok: bool,
     pub engine: &'static str,
+    /// Running sync daemons with their counters.
+    pub sync: Vec<rvs_api::DaemonInfo>,
 }
 
 impl Snapshot {
@@ -47,6 +49,7 @@ impl Snapshot {
             reloads: d.reloads.load(Ordering::Relaxed),
             last_reload_ok: d.last_reload_ok.load(Ordering::Relaxed),
             engine: d.engine.name(),
+            sync: d.sync.list(),
         }
     }
 
