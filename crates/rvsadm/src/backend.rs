@@ -78,6 +78,8 @@ pub struct FakeBackend {
     pub conns: Vec<ConnInfo>,
     pub timeouts: Timeouts,
     pub daemons: Vec<DaemonInfo>,
+    /// IPVS sysctls (`--sysctl`), name without prefix -> value.
+    pub sysctls: Vec<(String, String)>,
     /// Every command received, in order.
     pub log: Vec<Command>,
     /// When set, every call fails with this error.
@@ -102,6 +104,10 @@ impl Default for FakeBackend {
                 udp: 300,
             },
             daemons: Vec::new(),
+            sysctls: vec![
+                ("backup_only".into(), "0".into()),
+                ("sync_threshold".into(), "3\t50".into()),
+            ],
             log: Vec::new(),
             fail_all: None,
         }
@@ -158,8 +164,19 @@ impl FakeBackend {
             Command::ListConnections => Ok(Reply::Connections(self.conns.clone())),
             Command::GetTimeouts => Ok(Reply::Timeouts(self.timeouts)),
             Command::ListDaemons => Ok(Reply::Daemons(self.daemons.clone())),
-            Command::ListSysctls => Ok(Reply::Sysctls(Vec::new())),
-            Command::SetSysctl { .. } => Err(err(ErrorCode::NoEnt, "unknown sysctl")),
+            Command::ListSysctls => Ok(Reply::Sysctls(self.sysctls.clone())),
+            Command::SetSysctl { name, value } => {
+                match self.sysctls.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, v)) => {
+                        *v = value.clone();
+                        Ok(Reply::Ok)
+                    }
+                    None => Err(err(
+                        ErrorCode::BadRequest,
+                        &format!("unknown IPVS sysctl '{name}'"),
+                    )),
+                }
+            }
             Command::ListChecks | Command::ListVrrp => Ok(Reply::Status(rvs_api::StatusReport {
                 text: String::new(),
                 data: serde_json::Value::Array(Vec::new()),

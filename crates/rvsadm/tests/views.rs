@@ -650,3 +650,84 @@ fn long_names_are_cut_in_listings_only() {
     let s = run_full(&mut be, &res, &["-S"], "").stdout;
     assert!(s.contains("-a -t a-very-long-virtual-host-name.example.com:http -r a-very-long-real-server-name.example.com:http -g -w 1\n"), "{s}");
 }
+
+#[test]
+fn conn_sync_view_marks_origin() {
+    let mut be = FakeBackend::default();
+    let mut synced = conn(
+        "TCP",
+        "198.18.0.2",
+        52582,
+        "198.18.0.100",
+        80,
+        "198.18.0.22",
+        80,
+        "ESTABLISHED",
+        899,
+    );
+    synced.origin = "Sync".into();
+    be.conns = vec![
+        synced,
+        conn(
+            "UDP",
+            "198.18.0.3",
+            53,
+            "198.18.0.100",
+            53,
+            "198.18.0.21",
+            53,
+            "UDP",
+            12,
+        ),
+        conn(
+            "TCP",
+            "2001:2::2",
+            40000,
+            "2001:2::100",
+            443,
+            "2001:2::21",
+            443,
+            "SYN_RECV",
+            30,
+        ),
+    ];
+    golden("conn_sync.txt", &ok(&mut be, &["--conn-sync"]));
+    let o = run(&mut be, &["--conn-sync", "-n"]);
+    assert_eq!(o.code, 2);
+    assert!(
+        o.stderr.contains("unexpected argument '-n'"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn sysctl_view_lists_reads_and_sets() {
+    let mut be = FakeBackend::default();
+    assert_eq!(
+        ok(&mut be, &["--sysctl"]),
+        "net.ipv4.vs.backup_only = 0\nnet.ipv4.vs.sync_threshold = 3\t50\n"
+    );
+    assert_eq!(
+        ok(&mut be, &["--sysctl", "net.ipv4.vs.backup_only=1"]),
+        "net.ipv4.vs.backup_only = 1\n"
+    );
+    assert_eq!(
+        ok(&mut be, &["--sysctl", "backup_only"]),
+        "net.ipv4.vs.backup_only = 1\n"
+    );
+    let o = run(&mut be, &["--sysctl", "nope"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("unknown IPVS sysctl 'nope'"),
+        "{}",
+        o.stderr
+    );
+    let o = run(&mut be, &["--sysctl", "nope=1"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("unknown IPVS sysctl 'nope'"),
+        "{}",
+        o.stderr
+    );
+}
