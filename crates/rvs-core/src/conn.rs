@@ -356,6 +356,18 @@ impl ConnTable {
         cport: u16,
         mut pred: impl FnMut(&Conn) -> bool,
     ) -> Option<u32> {
+        self.find_by(proto, v6, caddr, cport, |_, c| pred(c))
+    }
+
+    /// [`ConnTable::find`] whose predicate also sees the slot index.
+    pub fn find_by(
+        &self,
+        proto: u8,
+        v6: bool,
+        caddr: &[u8; 16],
+        cport: u16,
+        mut pred: impl FnMut(u32, &Conn) -> bool,
+    ) -> Option<u32> {
         let h = self.key_hash(proto, v6, caddr, cport);
         let seg = &self.segs[Self::seg_of(h)];
         let mask = seg.slots.len() - 1;
@@ -372,7 +384,7 @@ impl ConnTable {
                         && c.cport == cport
                         && c.caddr == *caddr
                         && c.v6() == v6
-                        && pred(c)
+                        && pred(idx, c)
                     {
                         return Some(idx);
                     }

@@ -72,6 +72,8 @@ pub struct Ipvs {
     config_gen: u64,
     /// Connection sync: which daemons run, and the master's outbox.
     sync: sync::SyncSide,
+    /// Persistence-engine data of templates (the SIP Call-ID), by slot.
+    pe_data: FxHashMap<u32, Box<[u8]>>,
 }
 
 impl Default for Ipvs {
@@ -125,6 +127,8 @@ pub struct ConnView {
     /// Created or updated by connection sync (the "Sync" origin of the
     /// kernel's /proc/net/ip_vs_conn_sync), not by local traffic.
     pub synced: bool,
+    /// Persistence-engine data of a template (`--pe sip`: the Call-ID).
+    pub pe_data: Option<Vec<u8>>,
 }
 
 impl<'a> ServiceView<'a> {
@@ -312,6 +316,7 @@ impl Ipvs {
             seed,
             config_gen: 0,
             sync: sync::SyncSide::default(),
+            pe_data: FxHashMap::default(),
         }
     }
 
@@ -735,6 +740,7 @@ impl Ipvs {
             fwd: FwdMethod::from_value((c.flags & F_FWD_MASK) as u32).unwrap_or(FwdMethod::Masq),
             conn: ConnRef { idx, gen: c.gen },
             synced: c.flags & F_SYNC != 0,
+            pe_data: self.pe_data.get(&idx).map(|d| d.to_vec()),
         }
     }
 
@@ -801,11 +807,26 @@ impl Ipvs {
 
     /// One packet: lookup or create + state + stats (ip_vs_in / ip_vs_out).
     pub fn process(&mut self, now: Time, pkt: &Packet, exclude: &[(IpAddr, u16)]) -> Verdict {
+        self.process_payload(now, pkt, exclude, &[])
+    }
+
+    /// [`Ipvs::process`] with the packet's L4 payload, which a persistence
+    /// engine reads when a new flow is scheduled (`--pe sip`: the SIP
+    /// Call-ID of a UDP message). Engines pass the payload of client->VIP
+    /// UDP packets; without it such a service ignores new flows, as the
+    /// kernel ignores packets without a Call-ID.
+    pub fn process_payload(
+        &mut self,
+        now: Time,
+        pkt: &Packet,
+        exclude: &[(IpAddr, u16)],
+        payload: &[u8],
+    ) -> Verdict {
         if pkt.src.is_ipv4() != pkt.dst.is_ipv4() {
             return Verdict::NotOurs;
         }
         match pkt.dir {
-            Dir::In => self.process_in(now, pkt, exclude),
+            Dir::In => self.process_in(now, pkt, exclude, payload),
             Dir::Out => self.process_out(now, pkt),
         }
     }
@@ -839,7 +860,13 @@ impl Ipvs {
         }
     }
 
-    fn process_in(&mut self, now: Time, pkt: &Packet, exclude: &[(IpAddr, u16)]) -> Verdict {
+    fn process_in(
+        &mut self,
+        now: Time,
+        pkt: &Packet,
+        exclude: &[(IpAddr, u16)],
+        payload: &[u8],
+    ) -> Verdict {
         if self.backup_only() {
             return Verdict::NotOurs;
         }
@@ -893,7 +920,7 @@ impl Ipvs {
         let created = cp.is_none();
         let idx = match cp {
             Some(i) => i,
-            None => match self.try_to_schedule(now, pkt, exclude) {
+            None => match self.try_to_schedule(now, pkt, exclude, payload) {
                 Ok(i) => i,
                 Err(v) => return v,
             },
@@ -1294,6 +1321,7 @@ impl Ipvs {
         now: Time,
         pkt: &Packet,
         exclude: &[(IpAddr, u16)],
+        payload: &[u8],
     ) -> Result<u32, Verdict> {
         match pkt.proto {
             Protocol::Tcp => {
@@ -1316,8 +1344,23 @@ impl Ipvs {
         if pkt.src.port() == FTPDATA {
             return Err(Verdict::NotOurs);
         }
+        // ip_vs_conn_fill_param_persist: a persistent service with a PE
+        // ignores packets the engine finds no data in (ip_vs_sip_fill_param:
+        // UDP with a Call-ID only)
+        let pe = match self.svc(sid) {
+            Some(svc)
+                if svc.conf.flags & SVC_F_PERSISTENT != 0
+                    && svc.conf.pe_name.as_deref() == Some("sip") =>
+            {
+                if pkt.proto != Protocol::Udp {
+                    return Err(Verdict::NotOurs);
+                }
+                Some(crate::pe_sip::sip_callid(payload).ok_or(Verdict::NotOurs)?)
+            }
+            _ => None,
+        };
         self.set_excluded(sid, exclude, true);
-        let r = self.schedule(now, sid, pkt);
+        let r = self.schedule(now, sid, pkt, pe);
         self.set_excluded(sid, exclude, false);
         match r {
             Ok(Some(idx)) => Ok(idx),
@@ -1385,7 +1428,13 @@ impl Ipvs {
     }
 
     /// ip_vs_schedule. Ok(None) = no destination (ignored == 0).
-    fn schedule(&mut self, now: Time, sid: u32, pkt: &Packet) -> Result<Option<u32>, ()> {
+    fn schedule(
+        &mut self,
+        now: Time,
+        sid: u32,
+        pkt: &Packet,
+        pe: Option<&[u8]>,
+    ) -> Result<Option<u32>, ()> {
         let Some(svc) = self.svc(sid) else {
             return Ok(None);
         };
@@ -1393,7 +1442,7 @@ impl Ipvs {
         let svc_port = svc.conf.key.port();
         let is_fwmark = matches!(svc.conf.key, SvcKey::Fwmark { .. });
         if svc_flags & SVC_F_PERSISTENT != 0 {
-            return self.sched_persist(now, sid, pkt);
+            return self.sched_persist(now, sid, pkt, pe);
         }
         if !is_fwmark && pkt.dst.port() != svc_port {
             return Ok(None);
@@ -1424,7 +1473,13 @@ impl Ipvs {
     }
 
     /// ip_vs_sched_persist.
-    fn sched_persist(&mut self, now: Time, sid: u32, pkt: &Packet) -> Result<Option<u32>, ()> {
+    fn sched_persist(
+        &mut self,
+        now: Time,
+        sid: u32,
+        pkt: &Packet,
+        pe: Option<&[u8]>,
+    ) -> Result<Option<u32>, ()> {
         let Some(svc) = self.svc(sid) else {
             return Ok(None);
         };
@@ -1448,10 +1503,7 @@ impl Ipvs {
             (pkt.proto.number(), addr16(pkt.dst.ip()), 0u16)
         };
         let ct = self
-            .conns
-            .find(t_proto, v6, &snet, 0, |c| {
-                c.is_template() && c.vport == t_vport && c.vaddr == t_vaddr
-            })
+            .find_template(t_proto, v6, &snet, t_vport, &t_vaddr, pe)
             .and_then(|i| self.check_expired(now, i));
         let ct = match ct {
             Some(i) if self.check_template(i) => Some(i),
@@ -1475,6 +1527,9 @@ impl Ipvs {
                     .ok_or(())?;
                 if let Some(c) = self.conns.get_mut(ct) {
                     c.timeout = svc_timeout;
+                }
+                if let Some(pe) = pe {
+                    self.pe_data.insert(ct, pe.into());
                 }
                 (ct, did)
             }
@@ -1510,6 +1565,26 @@ impl Ipvs {
         self.conn_put(now, ct);
         self.conn_stats(did);
         Ok(Some(cp))
+    }
+
+    /// ip_vs_ct_in_get: the template of (protocol, client network, VIP,
+    /// vport), and with a persistence engine the same PE data (the SIP PE's
+    /// ct_match); a template with PE data never matches a lookup without.
+    fn find_template(
+        &self,
+        proto: u8,
+        v6: bool,
+        snet: &[u8; 16],
+        vport: u16,
+        vaddr: &[u8; 16],
+        pe: Option<&[u8]>,
+    ) -> Option<u32> {
+        self.conns.find_by(proto, v6, snet, 0, |idx, c| {
+            c.is_template()
+                && c.vport == vport
+                && c.vaddr == *vaddr
+                && self.pe_data.get(&idx).map(|d| &d[..]) == pe
+        })
     }
 
     /// ip_vs_check_template; invalidates unusable templates.
@@ -1691,6 +1766,9 @@ impl Ipvs {
             d.refcnt = d.refcnt.saturating_sub(1);
         }
         self.conns.free(idx);
+        if c.is_template() && !self.pe_data.is_empty() {
+            self.pe_data.remove(&idx);
+        }
         // control_del
         if c.control != NIL {
             let mut drop_tpl = false;

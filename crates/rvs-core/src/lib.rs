@@ -69,6 +69,7 @@ mod dest;
 mod est;
 mod hash;
 mod ipvs;
+mod pe_sip;
 mod proto;
 mod sched;
 mod sysctl;
@@ -77,6 +78,7 @@ mod types;
 
 pub use hash::hsiphash_u32;
 pub use ipvs::{ConnView, DestView, Ipvs, ServiceView, SyncConn, MAX_TIMEOUT};
+pub use pe_sip::sip_callid;
 pub use sched::{maglev_build, MAGLEV_NONE, MH_TAB_SIZE, SCHEDULER_NAMES};
 pub use sysctl::{SysctlError, NAMES as SYSCTL_NAMES};
 pub use time::Time;

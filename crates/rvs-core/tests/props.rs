@@ -196,6 +196,9 @@ proptest! {
                 dport: if dport % 2 == 0 { 80 } else { dport },
                 fwmark,
                 timeout: timeout % 100_000,
+                // some templates carry a SIP Call-ID (0..4 calls)
+                pe_name: (flags & 0x1000 != 0 && c % 2 == 0).then(|| "sip".to_string()),
+                pe_data: (flags & 0x1000 != 0 && c % 2 == 0).then(|| vec![b'0' + (cport % 4) as u8]),
             };
             v.sync_apply(Time::from_secs(1), &m);
         }

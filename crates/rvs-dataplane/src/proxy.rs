@@ -539,7 +539,9 @@ async fn udp_loop(
         let verdict = {
             let now = shared.now();
             let mut t = shared.ipvs.lock();
-            t.process(now, &udp_packet(client, vip, n, Dir::In), &[])
+            // the datagram is the payload a persistence engine reads
+            let payload = buf.get(..n).unwrap_or(&[]);
+            t.process_payload(now, &udp_packet(client, vip, n, Dir::In), &[], payload)
         };
         let (dest, fwd, conn) = match verdict {
             Verdict::Forward {

@@ -707,6 +707,30 @@ fn rx_frame<'a>(
     }
 }
 
+/// The UDP payload of a client->VIP job's frame (empty for anything else).
+fn udp_payload<'a>(
+    sock: &'a sys::PacketSocket,
+    marks: &'a [sys::MarkSocket],
+    rx: Rx,
+    frames: &[sys::RxFrame],
+    reasm: &'a [(Vec<u8>, u16, u32)],
+    src: &Src,
+    job: &Job,
+) -> &'a [u8] {
+    let l4 = match job {
+        Job::In(fl) if fl.proto == Protocol::Udp => fl.l4,
+        Job::In6(fl) if fl.proto == Protocol::Udp => fl.l4,
+        _ => return &[],
+    };
+    let frame = match *src {
+        Src::Ring(i) => frames
+            .get(i)
+            .map_or(&[][..], |f| rx_frame(sock, marks, rx, f)),
+        Src::Reasm(k) => reasm.get(k).map_or(&[][..], |r| &r.0[..]),
+    };
+    frame.get(l4 + 8..).unwrap_or(&[])
+}
+
 /// Where a job's frame is: a ring slot of the batch, or a datagram the
 /// reassembler returned.
 #[derive(Debug, Clone, Copy)]
@@ -1408,7 +1432,7 @@ impl Worker {
         if !jobs.is_empty() {
             let now = self.inner.shared.now();
             let mut guard = None;
-            for (_, _, p) in &jobs {
+            for (src, job, p) in &jobs {
                 let key = flowcache::FlowKey {
                     proto: p.proto,
                     src: p.src,
@@ -1420,7 +1444,9 @@ impl Worker {
                 }
                 let ipvs = guard.get_or_insert_with(|| self.inner.shared.ipvs.lock());
                 self.cache.take(ipvs, &key);
-                let v = ipvs.process(now, p, &[]);
+                // a persistence engine (--pe sip) reads new UDP flows' payload
+                let payload = udp_payload(&self.sock, &self.marks, rx, frames, &reasm, src, job);
+                let v = ipvs.process_payload(now, p, &[], payload);
                 self.cache.learn(ipvs, now, key, p.dir, v);
                 verdicts.push(v);
             }

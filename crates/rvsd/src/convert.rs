@@ -193,8 +193,11 @@ pub fn conn_info(c: &core::ConnView) -> api::ConnInfo {
         state: c.state_name.to_string(),
         expires: c.expires_secs,
         template: c.template,
-        pe_name: None,
-        pe_data: None,
+        pe_name: c.pe_data.as_ref().map(|_| "sip".to_string()),
+        pe_data: c
+            .pe_data
+            .as_ref()
+            .map(|d| String::from_utf8_lossy(d).into_owned()),
         origin: if c.synced { "Sync" } else { "Local" }.to_string(),
     }
 }

@@ -419,7 +419,7 @@ impl SyncManager {
 }
 
 /// An entry as the wire carries it.
-fn to_wire(c: &SyncConn) -> Entry<'static> {
+fn to_wire(c: &SyncConn) -> Entry<'_> {
     Entry {
         protocol: c.protocol,
         flags: c.flags,
@@ -433,8 +433,8 @@ fn to_wire(c: &SyncConn) -> Entry<'static> {
         fwmark: c.fwmark,
         timeout: c.timeout,
         seq: None,
-        pe_data: None,
-        pe_name: None,
+        pe_data: c.pe_data.as_deref(),
+        pe_name: c.pe_name.as_deref().map(str::as_bytes),
     }
 }
 
@@ -451,6 +451,8 @@ fn from_wire(e: &Entry<'_>) -> SyncConn {
         dport: e.dport,
         fwmark: e.fwmark,
         timeout: e.timeout,
+        pe_name: e.pe_name.map(|n| String::from_utf8_lossy(n).into_owned()),
+        pe_data: e.pe_data.map(<[u8]>::to_vec),
     }
 }
 

@@ -308,6 +308,82 @@ fn udp_flows_are_balanced_and_sticky() {
     assert_eq!(s.dests.iter().map(|x| x.active_conns).sum::<u32>(), 0);
 }
 
+/// `--pe sip`: SIP messages (sipp's INVITE shape) of one call stick to one
+/// real server whatever the client port; another call may go elsewhere;
+/// `-Lnc` shows the templates with pe_name/pe_data like the kernel.
+#[test]
+fn sip_persistence_engine_follows_the_call_id() {
+    let d = Rvsd::start(&[]);
+    let port = free_port();
+    let a = udp_backend(&format!("127.0.0.2:{port}"), "a");
+    let b = udp_backend(&format!("127.0.0.3:{port}"), "b");
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: "127.0.0.1".parse().unwrap(),
+        port,
+    };
+    let mut spec = ServiceSpec::new(key, "rr").persistent(60);
+    spec.pe_name = Some("sip".into());
+    d.call(Command::AddService { spec });
+    for be in [a, b] {
+        d.call(Command::AddDest {
+            service: key,
+            dest: dest(be, FwdMethod::Masq, 1),
+        });
+    }
+    let invite = |call: &str, cport: u16| {
+        format!(
+            "INVITE sip:service@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{cport};branch=z9hG4bK-{call}\r\n\
+             From: sipp <sip:sipp@127.0.0.1:{cport}>;tag={call}\r\n\
+             To: sut <sip:service@127.0.0.1:{port}>\r\n\
+             Call-ID: {call}@127.0.0.1\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: sip:sipp@127.0.0.1:{cport}\r\n\
+             Max-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let ask = |call: &str| -> Option<String> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let cport = s.local_addr().ok()?.port();
+        s.send_to(invite(call, cport).as_bytes(), vip(port)).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let first = wait_for(Duration::from_secs(5), || ask("1-100")).expect("SIP answer");
+    // the same call from new client ports stays on its real server
+    for _ in 0..4 {
+        assert_eq!(ask("1-100").as_deref(), Some(first.as_str()));
+    }
+    // a second call is scheduled anew: rr gives the other real server
+    let second = ask("2-200").expect("SIP answer");
+    assert_ne!(second, first);
+    assert_eq!(ask("2-200").as_deref(), Some(second.as_str()));
+    // a datagram without a Call-ID is not taken by the service
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s.send_to(b"not sip", vip(port)).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(s.recv_from(&mut buf).is_err(), "non-SIP datagram answered");
+    let mut calls: Vec<(String, String)> = conns(&d)
+        .into_iter()
+        .filter(|c| c.template)
+        .map(|c| (c.pe_name.unwrap_or_default(), c.pe_data.unwrap_or_default()))
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        vec![
+            ("sip".to_string(), "1-100@127.0.0.1".to_string()),
+            ("sip".to_string(), "2-200@127.0.0.1".to_string())
+        ]
+    );
+}
+
 #[test]
 fn ipv6_virtual_service() {
     let d = Rvsd::start(&[]);

@@ -56,6 +56,10 @@ pub struct SyncConn {
     pub fwmark: u32,
     /// Remaining lifetime in seconds (v1; 0 = use the state's timeout).
     pub timeout: u32,
+    /// Persistence engine of a template (`sip`) and its data (the
+    /// Call-ID): the PE_NAME / PE_DATA options of v1 messages.
+    pub pe_name: Option<String>,
+    pub pe_data: Option<Vec<u8>>,
 }
 
 impl Ipvs {
@@ -64,10 +68,10 @@ impl Ipvs {
     pub fn sync_export(&self, now: Time) -> Vec<SyncConn> {
         self.conns
             .iter()
-            .map(|(_, c)| {
+            .map(|(idx, c)| {
                 // the fwmark of the service the entry's dest belongs to
                 let fwmark = self.dests.get(c.dest).map_or(0, |d| d.svc_key.fwmark());
-                to_sync(c, now, fwmark)
+                to_sync(c, now, fwmark, self.pe_data.get(&idx).map(|d| &d[..]))
             })
             .collect()
     }
@@ -92,13 +96,26 @@ impl Ipvs {
         if !template && m.state as usize >= num_states {
             return;
         }
+        // ip_vs_conn_fill_param_sync: an unknown persistence engine skips
+        // the entry; PE data travels with its engine's name
+        let pe = match (&m.pe_name, &m.pe_data) {
+            (Some(n), Some(d)) if n == "sip" => Some(&d[..]),
+            (Some(_), _) => return,
+            _ => None,
+        };
         let v6 = m.caddr.is_ipv6();
         let caddr = addr16(m.caddr);
         let vaddr = addr16(m.vaddr);
         let daddr = addr16(m.daddr);
-        let mut cp = self.conns.find(m.protocol, v6, &caddr, m.cport, |c| {
-            c.is_template() == template && c.vport == m.vport && c.vaddr == vaddr
-        });
+        let pe_data = &self.pe_data;
+        let mut cp = self
+            .conns
+            .find_by(m.protocol, v6, &caddr, m.cport, |idx, c| {
+                c.is_template() == template
+                    && c.vport == m.vport
+                    && c.vaddr == vaddr
+                    && (!template || pe_data.get(&idx).map(|d| &d[..]) == pe)
+            });
         if let (false, Some(idx)) = (template, cp) {
             if let Some(c) = self.conns.get(idx) {
                 if c.dport != m.dport || c.daddr != daddr {
@@ -145,6 +162,9 @@ impl Ipvs {
                 else {
                     return;
                 };
+                if let (true, Some(pe)) = (template, pe) {
+                    self.pe_data.insert(idx, pe.into());
+                }
                 idx
             }
         };
@@ -278,7 +298,12 @@ impl Ipvs {
             if first && self.sync_needed(now, idx, pkts) {
                 if let Some(c) = self.conns.get(idx) {
                     let fwmark = self.dests.get(c.dest).map_or(0, |d| d.svc_key.fwmark());
-                    out.push(to_sync(c, now, fwmark));
+                    out.push(to_sync(
+                        c,
+                        now,
+                        fwmark,
+                        self.pe_data.get(&idx).map(|d| &d[..]),
+                    ));
                 }
             }
             first = true;
@@ -509,7 +534,7 @@ impl Ipvs {
     }
 }
 
-fn to_sync(c: &Conn, now: Time, fwmark: u32) -> SyncConn {
+fn to_sync(c: &Conn, now: Time, fwmark: u32, pe: Option<&[u8]>) -> SyncConn {
     let mut flags = (c.flags & F_FWD_MASK) as u32;
     if c.flags & F_NOOUTPUT != 0 {
         flags |= K_NOOUTPUT;
@@ -532,5 +557,7 @@ fn to_sync(c: &Conn, now: Time, fwmark: u32) -> SyncConn {
         dport: c.dport,
         fwmark,
         timeout: (c.expires.saturating_sub(now.as_millis()) / 1000) as u32,
+        pe_name: pe.map(|_| "sip".to_string()),
+        pe_data: pe.map(|d| d.to_vec()),
     }
 }

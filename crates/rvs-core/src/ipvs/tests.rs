@@ -1810,3 +1810,141 @@ fn synced_entries_are_marked() {
     assert!(b.connections(Time::ZERO).iter().all(|c| c.synced));
     assert_eq!(b.connections(Time::ZERO).len(), 1);
 }
+
+fn sip_table() -> Ipvs {
+    let key = SvcKey::Addr {
+        proto: Protocol::Udp,
+        addr: ip(VIP),
+        port: 5060,
+    };
+    let mut v = Ipvs::new();
+    let mut conf = ServiceConf::new(key, "rr").persistent(360);
+    conf.pe_name = Some("sip".into());
+    v.add_service(Time::ZERO, &conf).unwrap();
+    for a in [A, B] {
+        v.add_dest(
+            Time::ZERO,
+            &key,
+            &DestConf::new(ip(a), 5060, FwdMethod::Route, 1),
+        )
+        .unwrap();
+    }
+    v
+}
+
+fn sip_msg(callid: &str) -> String {
+    format!(
+        "INVITE sip:svc@{VIP}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.1:5061\r\nCall-ID: {callid}\r\nCSeq: 1 INVITE\r\n\r\n"
+    )
+}
+
+fn sip_send(v: &mut Ipvs, cport: u16, proto: Protocol, payload: &str) -> Verdict {
+    let p = Packet {
+        fwmark: 0,
+        proto,
+        src: sa("203.0.113.1", cport),
+        dst: sa(VIP, 5060),
+        tcp_flags: TcpFlags::SYN,
+        len: 200,
+        dir: Dir::In,
+    };
+    v.process_payload(Time::ZERO, &p, &[], payload.as_bytes())
+}
+
+fn dest_of(v: Verdict) -> IpAddr {
+    match v {
+        Verdict::Forward { dest, .. } => dest.ip(),
+        other => panic!("not forwarded: {other:?}"),
+    }
+}
+
+#[test]
+fn sip_pe_persists_by_call_id() {
+    let mut v = sip_table();
+    let c1 = dest_of(sip_send(
+        &mut v,
+        5061,
+        Protocol::Udp,
+        &sip_msg("1-1@203.0.113.1"),
+    ));
+    // the same call from another source port: the same real server
+    let again = dest_of(sip_send(
+        &mut v,
+        6000,
+        Protocol::Udp,
+        &sip_msg("1-1@203.0.113.1"),
+    ));
+    assert_eq!(c1, again);
+    // another call from the same client is scheduled anew (rr: the other)
+    let c2 = dest_of(sip_send(
+        &mut v,
+        6001,
+        Protocol::Udp,
+        &sip_msg("2-2@203.0.113.1"),
+    ));
+    assert_ne!(c1, c2);
+    // no Call-ID, or not UDP: ignored as the kernel ignores it
+    assert_eq!(
+        sip_send(&mut v, 6002, Protocol::Udp, "hello"),
+        Verdict::NotOurs
+    );
+    assert_eq!(
+        sip_send(&mut v, 6003, Protocol::Tcp, &sip_msg("3@203.0.113.1")),
+        Verdict::NotOurs
+    );
+    // two templates, each with its Call-ID
+    let mut calls: Vec<_> = v
+        .connections(Time::ZERO)
+        .into_iter()
+        .filter(|c| c.template)
+        .map(|c| String::from_utf8(c.pe_data.unwrap()).unwrap())
+        .collect();
+    calls.sort();
+    assert_eq!(calls, vec!["1-1@203.0.113.1", "2-2@203.0.113.1"]);
+}
+
+#[test]
+fn sip_templates_are_synced_with_their_call_id() {
+    let mut m = sip_table();
+    let d1 = dest_of(sip_send(
+        &mut m,
+        5061,
+        Protocol::Udp,
+        &sip_msg("1-1@203.0.113.1"),
+    ));
+    let d2 = dest_of(sip_send(
+        &mut m,
+        5062,
+        Protocol::Udp,
+        &sip_msg("2-2@203.0.113.1"),
+    ));
+    let exported = m.sync_export(Time::ZERO);
+    let tpl: Vec<_> = exported.iter().filter(|s| s.pe_data.is_some()).collect();
+    assert_eq!(tpl.len(), 2);
+    assert!(tpl.iter().all(|s| s.pe_name.as_deref() == Some("sip")));
+    let mut b = sip_table();
+    for s in &exported {
+        b.sync_apply(Time::ZERO, s);
+    }
+    // after failover each call goes on to its real server, even from a new port
+    let b1 = dest_of(sip_send(
+        &mut b,
+        7000,
+        Protocol::Udp,
+        &sip_msg("1-1@203.0.113.1"),
+    ));
+    let b2 = dest_of(sip_send(
+        &mut b,
+        7001,
+        Protocol::Udp,
+        &sip_msg("2-2@203.0.113.1"),
+    ));
+    assert_eq!((b1, b2), (d1, d2));
+    // an entry of an unknown persistence engine is skipped
+    let mut odd = exported[0].clone();
+    odd.pe_name = Some("nope".into());
+    odd.cport = 9;
+    let before = b.conn_count();
+    b.sync_apply(Time::ZERO, &odd);
+    assert_eq!(b.conn_count(), before);
+}
