@@ -39,6 +39,17 @@ impl Estimator {
         }
     }
 
+    /// (scaled EWMA values, counters at the last sample).
+    pub fn raw(&self) -> ([u64; 5], [u64; 5]) {
+        (self.est, self.last)
+    }
+
+    /// Restore what [`Estimator::raw`] read.
+    pub fn set_raw(&mut self, est: [u64; 5], last: [u64; 5]) {
+        self.est = est;
+        self.last = last;
+    }
+
     /// ip_vs_zero_estimator: last = current counters, rates = 0.
     pub fn zero(&mut self, s: &Stats) {
         self.last = arr(s);

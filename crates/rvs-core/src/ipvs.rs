@@ -15,6 +15,7 @@ use crate::sched::{SchedCtx, Scheduler};
 use crate::time::Time;
 use crate::types::*;
 
+pub use ext::CounterState;
 pub use sync::SyncConn;
 
 /// IP_VS_CONN_TAB_BITS default.

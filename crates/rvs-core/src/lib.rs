@@ -77,7 +77,7 @@ mod time;
 mod types;
 
 pub use hash::hsiphash_u32;
-pub use ipvs::{ConnView, DestView, Ipvs, ServiceView, SyncConn, MAX_TIMEOUT};
+pub use ipvs::{ConnView, CounterState, DestView, Ipvs, ServiceView, SyncConn, MAX_TIMEOUT};
 pub use pe_sip::sip_callid;
 pub use sched::{maglev_build, MAGLEV_NONE, MH_TAB_SIZE, SCHEDULER_NAMES};
 pub use sysctl::{SysctlError, NAMES as SYSCTL_NAMES};

@@ -1948,3 +1948,89 @@ fn sip_templates_are_synced_with_their_call_id() {
     b.sync_apply(Time::ZERO, &odd);
     assert_eq!(b.conn_count(), before);
 }
+
+#[test]
+fn a_successor_takes_over_entries_counters_and_rates() {
+    let mut old = Ipvs::new();
+    old.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "rr").persistent(300),
+    )
+    .unwrap();
+    for a in [A, B] {
+        old.add_dest(
+            Time::ZERO,
+            &tcp_key(),
+            &DestConf::new(ip(a), 80, FwdMethod::Route, 1),
+        )
+        .unwrap();
+    }
+    for (i, c) in ["203.0.113.1", "203.0.113.2"].iter().enumerate() {
+        for f in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::ACK] {
+            old.process(Time::from_secs(i as u64), &pkt(c, 1000, f, Dir::In), &[]);
+        }
+    }
+    old.estimate(Time::from_secs(2));
+    let t = Time::from_secs(3);
+    // the successor: the same configuration, then the predecessor's state
+    let mut new = Ipvs::new();
+    new.add_service(
+        Time::ZERO,
+        &ServiceConf::new(tcp_key(), "rr").persistent(300),
+    )
+    .unwrap();
+    for a in [A, B] {
+        new.add_dest(
+            Time::ZERO,
+            &tcp_key(),
+            &DestConf::new(ip(a), 80, FwdMethod::Route, 1),
+        )
+        .unwrap();
+    }
+    for c in old.sync_export(t) {
+        new.import_conn(t, &c, false);
+    }
+    let k = tcp_key();
+    let slots: Vec<(Option<&SvcKey>, Option<(IpAddr, u16)>)> = vec![
+        (None, None),
+        (Some(&k), None),
+        (Some(&k), Some((ip(A), 80))),
+        (Some(&k), Some((ip(B), 80))),
+    ];
+    for (key, dest) in slots.iter().copied() {
+        let st = old.counter_state(key, dest).unwrap();
+        assert!(new.set_counter_state(key, dest, &st));
+        assert_eq!(new.counter_state(key, dest), Some(st));
+    }
+    assert_eq!(old.connections(t), new.connections(t));
+    assert!(new.connections(t).iter().all(|c| !c.synced));
+    let (os, ns) = (old.service(&k).unwrap(), new.service(&k).unwrap());
+    assert_eq!(os.stats(), ns.stats());
+    assert_eq!(os.rates(), ns.rates());
+    assert!(os.stats().conns > 0 && os.rates().inpps > 0);
+    for a in [A, B] {
+        let (od, nd) = (os.dest(ip(a), 80).unwrap(), ns.dest(ip(a), 80).unwrap());
+        assert_eq!(
+            (
+                od.active_conns(),
+                od.inact_conns(),
+                od.persist_conns(),
+                od.stats()
+            ),
+            (
+                nd.active_conns(),
+                nd.inact_conns(),
+                nd.persist_conns(),
+                nd.stats()
+            )
+        );
+    }
+    // the next packet of a taken-over connection goes on, to the same dest
+    let r = new.process(t, &pkt("203.0.113.1", 1000, TcpFlags::ACK, Dir::In), &[]);
+    assert!(matches!(r, Verdict::Forward { created: false, .. }));
+    assert!(!new.set_counter_state(
+        Some(&k),
+        Some((ip("198.18.9.9"), 80)),
+        &CounterState::default()
+    ));
+}
