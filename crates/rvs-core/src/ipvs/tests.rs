@@ -1991,13 +1991,13 @@ fn a_successor_takes_over_entries_counters_and_rates() {
         new.import_conn(t, &c, false);
     }
     let k = tcp_key();
-    let slots: Vec<(Option<&SvcKey>, Option<(IpAddr, u16)>)> = vec![
+    let slots = [
         (None, None),
         (Some(&k), None),
         (Some(&k), Some((ip(A), 80))),
         (Some(&k), Some((ip(B), 80))),
     ];
-    for (key, dest) in slots.iter().copied() {
+    for (key, dest) in slots {
         let st = old.counter_state(key, dest).unwrap();
         assert!(new.set_counter_state(key, dest, &st));
         assert_eq!(new.counter_state(key, dest), Some(st));
