@@ -47,6 +47,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,6 +84,34 @@ impl Default for ProxyOptions {
 
 struct Listener {
     cancel: CancellationToken,
+    /// A duplicate of the listening socket (for a successor process).
+    fd: Option<OwnedFd>,
+}
+
+/// A relayed TCP connection handed from one rvsd process to its successor
+/// (binary upgrade): both sockets, and where the relay stood.
+#[derive(Debug)]
+pub struct RelayHandover {
+    pub client: OwnedFd,
+    pub upstream: OwnedFd,
+    /// The client's address and the VIP it connected to (the entry's key).
+    pub peer: SocketAddr,
+    pub vip: SocketAddr,
+    /// The destination is NAT (replies are reported).
+    pub nat: bool,
+    /// The client / the real server has already closed its side.
+    pub client_eof: bool,
+    pub upstream_eof: bool,
+}
+
+/// Live relays, so that a handover can stop them at a clean point.
+#[derive(Default)]
+struct Relays {
+    /// Cancelled when the relays are to be handed over (a new token is put
+    /// in place when a failed handover resumes them).
+    stop: Mutex<CancellationToken>,
+    live: std::sync::atomic::AtomicUsize,
+    out: Mutex<Vec<RelayHandover>>,
 }
 
 /// The proxy engine. Create it inside a tokio runtime.
@@ -91,6 +120,10 @@ pub struct ProxyEngine {
     opts: Arc<ProxyOptions>,
     rt: tokio::runtime::Handle,
     listeners: Mutex<HashMap<ListenKey, Listener>>,
+    /// Listening sockets inherited from a predecessor, used by the next
+    /// reconcile instead of binding anew.
+    inherited: Mutex<HashMap<ListenKey, OwnedFd>>,
+    relays: Arc<Relays>,
 }
 
 impl ProxyEngine {
@@ -101,7 +134,99 @@ impl ProxyEngine {
             opts: Arc::new(opts),
             rt: tokio::runtime::Handle::current(),
             listeners: Mutex::new(HashMap::new()),
+            inherited: Mutex::new(HashMap::new()),
+            relays: Arc::new(Relays::default()),
         }
+    }
+
+    /// Stop accepting (every listener closes; established relays go on).
+    /// A later [`Engine::reconcile`] listens again.
+    pub fn shutdown_listeners(&self) {
+        for (_, l) in self.listeners.lock().drain() {
+            l.cancel.cancel();
+        }
+    }
+
+    /// Duplicates of every listening socket, for a successor process.
+    pub fn listener_fds(&self) -> Vec<(ListenKey, OwnedFd)> {
+        let mut v: Vec<_> = self
+            .listeners
+            .lock()
+            .iter()
+            .filter_map(|(k, l)| Some((*k, l.fd.as_ref()?.try_clone().ok()?)))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Listening sockets of a predecessor: the next [`Engine::reconcile`]
+    /// serves these services on them (no new bind, no refused connection).
+    pub fn adopt_listeners(&self, fds: Vec<(ListenKey, OwnedFd)>) {
+        self.inherited.lock().extend(fds);
+    }
+
+    /// Stop the relays at a clean point (nothing read and not yet written)
+    /// and return their sockets, for a successor process. Relays that end
+    /// meanwhile are not returned. Listeners must have stopped first.
+    pub async fn handover_relays(&self, deadline: Duration) -> Vec<RelayHandover> {
+        self.relays.stop.lock().cancel();
+        let end = tokio::time::Instant::now() + deadline;
+        while self.relays.live.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < end
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        std::mem::take(&mut *self.relays.out.lock())
+    }
+
+    /// After a failed handover: relay again what [`Self::handover_relays`]
+    /// returned, in this process.
+    pub fn resume_relays(&self, relays: Vec<RelayHandover>) -> usize {
+        *self.relays.stop.lock() = CancellationToken::new();
+        self.adopt_relays(relays)
+    }
+
+    /// Relays of a predecessor: go on relaying them, reported to the entries
+    /// the predecessor's table handed over (looked up by client and VIP).
+    pub fn adopt_relays(&self, relays: Vec<RelayHandover>) -> usize {
+        let _guard = self.rt.enter();
+        let mut n = 0;
+        for r in relays {
+            let to_stream = |fd: OwnedFd| -> io::Result<TcpStream> {
+                let s = std::net::TcpStream::from(fd);
+                s.set_nonblocking(true)?;
+                TcpStream::from_std(s)
+            };
+            let (Ok(client), Ok(upstream)) = (to_stream(r.client), to_stream(r.upstream)) else {
+                continue;
+            };
+            let conn = {
+                let now = self.shared.now();
+                self.shared
+                    .ipvs
+                    .lock()
+                    .lookup(now, &syn_packet(r.peer, r.vip, TcpFlags::ACK))
+                    .map_or(ConnRef::NONE, |c| c.conn)
+            };
+            let st = RelayStart {
+                nat: r.nat,
+                client_eof: r.client_eof,
+                upstream_eof: r.upstream_eof,
+                peer: r.peer,
+                vip: r.vip,
+            };
+            let (shared, opts, relays) =
+                (self.shared.clone(), self.opts.clone(), self.relays.clone());
+            relays
+                .live
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let guard = LiveGuard(relays);
+            self.rt.spawn(async move {
+                relay(client, upstream, conn, st, shared, opts, guard).await;
+            });
+            n += 1;
+        }
+        n
     }
 
     /// Services currently listened on.
@@ -116,23 +241,39 @@ impl ProxyEngine {
         let _guard = self.rt.enter();
         match key.proto {
             Protocol::Tcp => {
-                let l = tcp_listener(key.addr, self.opts.backlog)?;
+                let l = match self.inherited.lock().remove(&key) {
+                    Some(fd) => {
+                        let l = std::net::TcpListener::from(fd);
+                        l.set_nonblocking(true)?;
+                        TcpListener::from_std(l)?
+                    }
+                    None => tcp_listener(key.addr, self.opts.backlog)?,
+                };
+                let fd = l.as_fd().try_clone_to_owned().ok();
                 let (shared, opts, c) = (self.shared.clone(), self.opts.clone(), cancel.clone());
-                self.rt.spawn(accept_loop(l, shared, opts, c));
+                let relays = self.relays.clone();
+                self.rt.spawn(accept_loop(l, shared, opts, c, relays));
+                Ok(Listener { cancel, fd })
             }
             Protocol::Udp => {
-                let s = udp_socket(key.addr)?;
+                let s = match self.inherited.lock().remove(&key) {
+                    Some(fd) => {
+                        let s = std::net::UdpSocket::from(fd);
+                        s.set_nonblocking(true)?;
+                        UdpSocket::from_std(s)?
+                    }
+                    None => udp_socket(key.addr)?,
+                };
+                let fd = s.as_fd().try_clone_to_owned().ok();
                 let (shared, c) = (self.shared.clone(), cancel.clone());
                 self.rt.spawn(udp_loop(Arc::new(s), key.addr, shared, c));
+                Ok(Listener { cancel, fd })
             }
-            Protocol::Sctp => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the proxy engine does not relay SCTP (use the packet engine)",
-                ))
-            }
+            Protocol::Sctp => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the proxy engine does not relay SCTP (use the packet engine)",
+            )),
         }
-        Ok(Listener { cancel })
     }
 }
 
@@ -233,6 +374,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     opts: Arc<ProxyOptions>,
     cancel: CancellationToken,
+    relays: Arc<Relays>,
 ) {
     loop {
         let r = tokio::select! {
@@ -241,9 +383,12 @@ async fn accept_loop(
         };
         match r {
             Ok((client, peer)) => {
-                let (shared, opts) = (shared.clone(), opts.clone());
+                let (shared, opts, relays) = (shared.clone(), opts.clone(), relays.clone());
+                relays
+                    .live
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
-                    serve_tcp(client, peer, shared, opts).await;
+                    serve_tcp(client, peer, shared, opts, relays).await;
                 });
             }
             Err(e) if is_resource_error(&e) => {
@@ -338,12 +483,25 @@ async fn connect_upstream(
     None
 }
 
+/// Counts a relay task as live while it runs (see [`Relays`]).
+struct LiveGuard(Arc<Relays>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0
+            .live
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 async fn serve_tcp(
     client: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     opts: Arc<ProxyOptions>,
+    relays: Arc<Relays>,
 ) {
+    let guard = LiveGuard(relays);
     let vip = match client.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -357,11 +515,47 @@ async fn serve_tcp(
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
     }
+    TcpReporter {
+        shared: shared.clone(),
+        conn,
+    }
+    .report(Dir::In, TcpFlags::ACK, 0);
+    let st = RelayStart {
+        nat: fwd == FwdMethod::Masq,
+        client_eof: false,
+        upstream_eof: false,
+        peer,
+        vip,
+    };
+    relay(client, upstream, conn, st, shared, opts, guard).await;
+}
+
+/// Where a relay starts: fresh, or where a predecessor process stopped it.
+struct RelayStart {
+    nat: bool,
+    client_eof: bool,
+    upstream_eof: bool,
+    peer: SocketAddr,
+    vip: SocketAddr,
+}
+
+/// Relay bytes both ways until both sides are done, reporting to the entry
+/// `conn`; on a handover request stop at a clean point and hand the two
+/// sockets to [`ProxyEngine::handover_relays`].
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    conn: ConnRef,
+    st: RelayStart,
+    shared: Arc<Shared>,
+    opts: Arc<ProxyOptions>,
+    guard: LiveGuard,
+) {
+    let stop = guard.0.stop.lock().clone();
     let rep = TcpReporter {
         shared: shared.clone(),
         conn,
     };
-    rep.report(Dir::In, TcpFlags::ACK, 0);
     let (idle_in, idle_fin) = {
         let (tcp, tcpfin, _) = shared.ipvs.lock().timeouts();
         (
@@ -369,26 +563,66 @@ async fn serve_tcp(
             Duration::from_secs(tcpfin.max(1) as u64),
         )
     };
-    let nat = fwd == FwdMethod::Masq;
+    let nat = st.nat;
     let act = Activity::new(idle_in, idle_fin);
-    let (cr, cw) = client.into_split();
-    let (ur, uw) = upstream.into_split();
-    let up = pump(cr, uw, opts.buffer_size, &act, |ev| match ev {
-        PumpEvent::Data(n) => rep.report(Dir::In, TcpFlags::ACK | TcpFlags::PSH, n),
-        PumpEvent::Eof => rep.report(Dir::In, TcpFlags::FIN | TcpFlags::ACK, 0),
-    });
-    let down = pump(ur, cw, opts.buffer_size, &act, |ev| {
-        if nat {
-            match ev {
-                PumpEvent::Data(n) => rep.report(Dir::Out, TcpFlags::ACK | TcpFlags::PSH, n),
-                PumpEvent::Eof => rep.report(Dir::Out, TcpFlags::FIN | TcpFlags::ACK, 0),
-            }
+    if st.client_eof || st.upstream_eof {
+        act.saw_fin();
+    }
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let up = async {
+        if st.client_eof {
+            return Ok(PumpEnd::Eof);
         }
-    });
+        pump(
+            &mut cr,
+            &mut uw,
+            opts.buffer_size,
+            &act,
+            &stop,
+            |ev| match ev {
+                PumpEvent::Data(n) => rep.report(Dir::In, TcpFlags::ACK | TcpFlags::PSH, n),
+                PumpEvent::Eof => rep.report(Dir::In, TcpFlags::FIN | TcpFlags::ACK, 0),
+            },
+        )
+        .await
+    };
+    let down = async {
+        if st.upstream_eof {
+            return Ok(PumpEnd::Eof);
+        }
+        pump(&mut ur, &mut cw, opts.buffer_size, &act, &stop, |ev| {
+            if nat {
+                match ev {
+                    PumpEvent::Data(n) => rep.report(Dir::Out, TcpFlags::ACK | TcpFlags::PSH, n),
+                    PumpEvent::Eof => rep.report(Dir::Out, TcpFlags::FIN | TcpFlags::ACK, 0),
+                }
+            }
+        })
+        .await
+    };
     let (a, b) = tokio::join!(up, down);
+    if let (Ok(ea), Ok(eb)) = (&a, &b) {
+        if *ea == PumpEnd::Handover || *eb == PumpEnd::Handover {
+            if let (Ok(c), Ok(u)) = (cr.reunite(cw), ur.reunite(uw)) {
+                if let (Ok(c), Ok(u)) = (c.into_std(), u.into_std()) {
+                    guard.0.out.lock().push(RelayHandover {
+                        client: c.into(),
+                        upstream: u.into(),
+                        peer: st.peer,
+                        vip: st.vip,
+                        nat,
+                        client_eof: *ea == PumpEnd::Eof,
+                        upstream_eof: *eb == PumpEnd::Eof,
+                    });
+                }
+            }
+            return;
+        }
+    }
     for r in [a, b] {
         match r {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 DropCounters::inc(&shared.drops.idle_timeout);
                 rep.report(Dir::In, TcpFlags::RST, 0);
@@ -399,6 +633,15 @@ async fn serve_tcp(
             }
         }
     }
+}
+
+/// Why a pump stopped without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PumpEnd {
+    /// The reader closed its side (the writer was shut down).
+    Eof,
+    /// Stopped for a handover, at a clean point.
+    Handover,
 }
 
 enum PumpEvent {
@@ -460,12 +703,13 @@ impl Activity {
 /// The buffer is allocated once and not zeroed (`read_buf` fills its spare
 /// capacity).
 async fn pump<R, W, F>(
-    mut r: R,
-    mut w: W,
+    r: &mut R,
+    w: &mut W,
     bufsize: usize,
     act: &Activity,
+    stop: &CancellationToken,
     mut on: F,
-) -> io::Result<()>
+) -> io::Result<PumpEnd>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -478,6 +722,7 @@ where
         buf.clear();
         let n = tokio::select! {
             biased;
+            _ = stop.cancelled() => return Ok(PumpEnd::Handover),
             r = r.read_buf(&mut buf) => r?,
             _ = &mut timer => {
                 let deadline = act.deadline();
@@ -492,7 +737,7 @@ where
             act.saw_fin();
             on(PumpEvent::Eof);
             let _ = w.shutdown().await;
-            return Ok(());
+            return Ok(PumpEnd::Eof);
         }
         act.touch();
         on(PumpEvent::Data(n));

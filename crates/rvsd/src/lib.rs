@@ -11,4 +11,5 @@ pub mod runtime;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod upgrade;
 pub mod vrrp;

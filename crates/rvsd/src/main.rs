@@ -81,7 +81,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .socket
         .clone()
         .unwrap_or_else(rvs_api::default_socket_path);
+    // Started by an upgrade (SIGUSR2 of a running rvsd)?
+    let incoming = match rvsd::upgrade::incoming() {
+        Ok(i) => i,
+        Err(e) => anyhow::bail!("upgrade refused: {e}"),
+    };
     let shared = Shared::new(Ipvs::new());
+    let mut proxy: Option<Arc<ProxyEngine>> = None;
     let engine: Arc<dyn Engine> = match args.engine.as_str() {
         "packet" | "xdp" => {
             let Some(ifname) = &args.interface else {
@@ -104,18 +110,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 packet(shared.clone())?
             }
         }
-        _ => Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default())),
+        _ => {
+            let p = Arc::new(ProxyEngine::new(shared.clone(), ProxyOptions::default()));
+            proxy = Some(p.clone());
+            p
+        }
     };
     let daemon = Daemon::new(shared.clone(), engine.clone());
 
-    let listener = control::bind(&socket)?;
-    let _pid = match &args.pid_file {
-        Some(p) => {
-            std::fs::write(p, format!("{}\n", std::process::id()))
-                .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
-            Some(PidFile(p.clone()))
+    let (listener, incoming) = match incoming {
+        Some(mut inc) => {
+            inc.control
+                .set_nonblocking(true)
+                .map_err(|e| anyhow::anyhow!("control socket from the upgrade: {e}"))?;
+            let l = tokio::net::UnixListener::from_std(inc.control.try_clone()?)
+                .map_err(|e| anyhow::anyhow!("control socket from the upgrade: {e}"))?;
+            if let Some(p) = &proxy {
+                p.adopt_listeners(std::mem::take(&mut inc.listeners));
+            }
+            rvsd::upgrade::import(&daemon, &inc.state);
+            (l, Some(inc))
         }
-        None => None,
+        None => (control::bind(&socket)?, None),
+    };
+    let control_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let write_pid = |p: &std::path::Path| -> anyhow::Result<PidFile> {
+        std::fs::write(p, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", p.display()))?;
+        Ok(PidFile(p.to_path_buf()))
+    };
+    // an upgraded process writes its pid once the handover is complete
+    let mut _pid = match (&args.pid_file, &incoming) {
+        (Some(p), None) => Some(write_pid(p)?),
+        _ => None,
     };
     let mut vrrp = None;
     let ka = match &args.config {
@@ -164,9 +191,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
+    if let Some(inc) = incoming {
+        // serving: take the predecessor's relayed connections, then it exits
+        daemon.reconcile();
+        let p = proxy.clone();
+        match tokio::task::spawn_blocking(move || inc.finish(p)).await {
+            Ok(Ok(n)) => info!(relays = n, "upgrade: handover complete, serving"),
+            Ok(Err(e)) => {
+                error!(error = %e, "upgrade: handover failed; the old rvsd goes on serving, this one exits");
+                std::process::exit(1);
+            }
+            Err(e) => {
+                error!(error = %e, "upgrade: handover task failed; this rvsd exits");
+                std::process::exit(1);
+            }
+        }
+        if let Some(p) = &args.pid_file {
+            _pid = Some(write_pid(p)?);
+        }
+    }
     info!(socket = %socket.display(), engine = engine.name(), "rvsd started");
 
-    while let Sig::Reload = wait_for_signal().await {
+    loop {
+        match wait_for_signal().await {
+            Sig::Stop => break,
+            Sig::Upgrade => {
+                let socks = rvsd::upgrade::Sockets {
+                    control: control_fd,
+                    proxy: proxy.clone(),
+                };
+                tokio::spawn(rvsd::upgrade::upgrade(daemon.clone(), socks));
+                continue;
+            }
+            Sig::Reload => {}
+        }
         match &ka {
             Some(k) => {
                 k.reload();
@@ -218,14 +276,16 @@ async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
 enum Sig {
     Stop,
     Reload,
+    Upgrade,
 }
 
 async fn wait_for_signal() -> Sig {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr2)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
     ) else {
         let _ = tokio::signal::ctrl_c().await;
         return Sig::Stop;
@@ -234,6 +294,7 @@ async fn wait_for_signal() -> Sig {
         _ = term.recv() => Sig::Stop,
         _ = int.recv() => Sig::Stop,
         _ = hup.recv() => Sig::Reload,
+        _ = usr2.recv() => Sig::Upgrade,
     }
 }
 
