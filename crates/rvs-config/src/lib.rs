@@ -18,7 +18,8 @@
 //!    lines anywhere (outside quotes); the default tokeniser treats `"..."`
 //!    as one word. Every token keeps its span (file, line, column).
 //! 2. **Tree** ([`Node`]): keyword, arguments, optional `{ }` block.
-//! 3. **Typed pass**: keyword tables per block, keepalived's defaults
+//! 3. **Typed pass** (`typed`, one file per block family as keepalived
+//!    splits its parser): keyword tables per block, keepalived's defaults
 //!    (linked `state`/`priority`, checker retry/delay defaults, ...),
 //!    inheritance checker ← real_server ← virtual_server, deprecated
 //!    aliases, validation messages with keepalived's texts.
@@ -50,11 +51,11 @@
 //! assert_eq!(rvs_config::config_test_exit_code(&loaded.diagnostics), 5);
 //! ```
 
-mod build;
 pub mod diag;
 mod lexer;
 pub mod model;
 mod tree;
+mod typed;
 
 pub use diag::{config_test_exit_code, ConfigErr, Diagnostic, Severity};
 pub use lexer::{split_quoted_escaped, Span, Token};
@@ -212,7 +213,7 @@ fn run(
     let files = std::mem::take(&mut lx.files);
     let items = std::mem::take(&mut lx.items);
     let nodes = tree::build(items, &files, &mut diags);
-    let mut ctx = build::Ctx::new(&files);
+    let mut ctx = typed::Ctx::new(&files);
     let config = ctx.config(&nodes);
     diags.extend(ctx.diags);
     Ok(Loaded {

@@ -418,6 +418,17 @@ pub enum Protocol {
     Sctp,
 }
 
+impl Protocol {
+    /// keepalived's lower-case name in messages (`tcp` in `[IP]:tcp:80`).
+    pub fn keepalived_name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TunType {
@@ -505,7 +516,12 @@ impl VirtualServer {
     /// keepalived's name for the service in messages: `[IP]:tcp:80`,
     /// `FWM 1`, `group NAME`.
     pub fn keepalived_name(&self) -> String {
-        crate::build::vs_name(&self.key, self.protocol)
+        let p = self.protocol.keepalived_name();
+        match &self.key {
+            VsKey::Addr { ip, port } => format!("[{ip}]:{p}:{port}"),
+            VsKey::Fwmark { mark } => format!("FWM {mark}"),
+            VsKey::Group { name } => format!("group {name}"),
+        }
     }
 }
 
