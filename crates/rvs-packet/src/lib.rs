@@ -36,7 +36,8 @@
 //! addresses from the engine's own ARP cache ([`neigh`]), seeded from the
 //! kernel's table, learning from every ARP packet seen, and resolving misses
 //! with its own ARP requests while the frames wait (so the first SYN is not
-//! lost).
+//! lost). The cache and the waiting frames are bounded (stale neighbours are
+//! evicted, `neigh_evicted`; frames beyond the bound count as `unresolved`).
 //!
 //! The kernel must not answer VIP traffic itself: see [`nft`] for the
 //! nftables table the engine owns (created on reconcile, removed on
