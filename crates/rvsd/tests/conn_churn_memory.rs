@@ -13,7 +13,8 @@
 //! table's timer wheel (see docs/PERFORMANCE.md, "Memory over time").
 //!
 //! Connections: `RVS_CHURN_CONNS` (default 200 000). In debug this takes
-//! about half a minute on two cores.
+//! about 45 s of CPU (46 s wall time in `scripts/test` on the shared 2-core
+//! machine, up to ~90 s while other builds load it).
 
 use rvs_api::{Command, DestSpec, FwdMethod, Protocol, ServiceKey, ServiceSpec, Timeouts};
 use rvs_core::Ipvs;
