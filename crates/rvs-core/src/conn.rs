@@ -109,10 +109,14 @@ const SEG_BITS: u32 = 8;
 const SEGS: usize = 1 << SEG_BITS;
 const SEG_INIT: usize = 16;
 
-/// One segment of the open-addressing index.
+/// One segment of the open-addressing index. It doubles at a load of 3/4
+/// and halves below 1/8 (down to `floor`), so after a peak has passed the
+/// index gives its memory back instead of staying at the peak's size.
 struct Seg {
     slots: Vec<u64>,
     len: usize,
+    /// Smallest capacity (SEG_INIT, or what [`ConnTable::reserve`] asked).
+    floor: usize,
 }
 
 impl Seg {
@@ -120,6 +124,7 @@ impl Seg {
         Seg {
             slots: vec![EMPTY_SLOT; cap],
             len: 0,
+            floor: cap,
         }
     }
 
@@ -181,6 +186,10 @@ impl Seg {
         }
         self.slots[hole] = EMPTY_SLOT;
         self.len -= 1;
+        let cap = self.slots.len();
+        if cap > self.floor && self.len * 8 < cap {
+            self.rehash(cap / 2);
+        }
     }
 }
 
@@ -227,6 +236,7 @@ impl ConnTable {
             if cap != seg.slots.len() {
                 seg.rehash(cap);
             }
+            seg.floor = cap;
         }
     }
 
@@ -410,17 +420,21 @@ impl ConnTable {
         std::mem::take(&mut self.wheel[tick as usize % WHEEL_SIZE])
     }
 
-    /// Queues `idxs` again in the bucket of `tick` (unprocessed remainder).
-    pub fn requeue(&mut self, tick: u64, idxs: &[u32]) {
-        self.wheel[tick as usize % WHEEL_SIZE].extend_from_slice(idxs);
-    }
-
-    /// Returns a processed bucket's storage, keeping entries queued meanwhile.
-    pub fn put_bucket(&mut self, tick: u64, mut v: Vec<u32>) {
+    /// Queues the unprocessed rest of a bucket taken with
+    /// [`Self::take_bucket`] again (the caller's budget ran out), ahead of
+    /// entries queued into it meanwhile.
+    ///
+    /// A bucket that was processed to the end is simply dropped by the
+    /// caller: its storage is freed, not put back. Every bucket fills once
+    /// per lap (4096 s) and is empty after it ran, so keeping its storage
+    /// made the wheel hold 4096 times the busiest second's arms for good
+    /// (issue 27: about 15 bytes per connection ever made, until a whole lap
+    /// had passed; hundreds of MB at high connection rates). Now the wheel
+    /// holds only what is queued: entries due within the longest timeout.
+    pub fn requeue(&mut self, tick: u64, mut rest: Vec<u32>) {
         let slot = &mut self.wheel[tick as usize % WHEEL_SIZE];
-        v.clear();
-        v.append(slot);
-        *slot = v;
+        rest.append(slot);
+        *slot = rest;
     }
 
     /// Iterates live slots.

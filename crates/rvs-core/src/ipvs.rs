@@ -1924,9 +1924,9 @@ impl Ipvs {
         if !finished {
             // keep the unprocessed tail queued (their `armed` is unchanged)
             bucket.drain(..done);
-            self.conns.requeue(t, &bucket);
+            self.conns.requeue(t, bucket);
         }
-        self.conns.put_bucket(t, bucket);
+        // a finished bucket's storage is freed here (see ConnTable::requeue)
         finished
     }
 

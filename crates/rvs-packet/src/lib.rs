@@ -36,7 +36,8 @@
 //! addresses from the engine's own ARP cache ([`neigh`]), seeded from the
 //! kernel's table, learning from every ARP packet seen, and resolving misses
 //! with its own ARP requests while the frames wait (so the first SYN is not
-//! lost).
+//! lost). The cache and the waiting frames are bounded (stale neighbours are
+//! evicted, `neigh_evicted`; frames beyond the bound count as `unresolved`).
 //!
 //! The kernel must not answer VIP traffic itself: see [`nft`] for the
 //! nftables table the engine owns (created on reconcile, removed on
@@ -296,6 +297,9 @@ pub struct EngineStats {
     pub no_route: AtomicU64,
     /// Dropped: neighbour did not resolve in time (or queue full).
     pub unresolved: AtomicU64,
+    /// Neighbour cache entries evicted to stay within its bound
+    /// ([`neigh::MAX_ENTRIES`]).
+    pub neigh_evicted: AtomicU64,
     /// Dropped: too big and cannot be fragmented (UDP GSO super-packet,
     /// IPv6, IPv4 in an IPv6 tunnel).
     pub too_big: AtomicU64,
@@ -328,6 +332,9 @@ pub struct EngineStats {
     /// Reassembly queues expired (`ipfrag_time`,
     /// `nf_conntrack_frag6_timeout`).
     pub reasm_timeout: AtomicU64,
+    /// Reassembly queues evicted (oldest first) to stay within the
+    /// memory bound (`ipfrag_high_thresh`, `nf_conntrack_frag6_high_thresh`).
+    pub reasm_evicted: AtomicU64,
     /// IPv4 and IPv6 fragments sent (datagrams fragmented on output).
     pub frag_tx: AtomicU64,
     /// Frames received on the firewall-mark sockets (not in `rx`: the
@@ -356,6 +363,7 @@ impl EngineStats {
             ("arp_requests", g(&self.arp_requests)),
             ("no_route", g(&self.no_route)),
             ("unresolved", g(&self.unresolved)),
+            ("neigh_evicted", g(&self.neigh_evicted)),
             ("too_big", g(&self.too_big)),
             ("malformed", g(&self.malformed)),
             ("truncated", g(&self.truncated)),
@@ -370,6 +378,7 @@ impl EngineStats {
             ("reassembled", g(&self.reassembled)),
             ("reasm_drop", g(&self.reasm_drop)),
             ("reasm_timeout", g(&self.reasm_timeout)),
+            ("reasm_evicted", g(&self.reasm_evicted)),
             ("frag_tx", g(&self.frag_tx)),
             ("fwmark_rx", g(&self.fwmark_rx)),
             ("fwmark_errors", g(&self.fwmark_errors)),
@@ -417,6 +426,22 @@ struct Flows {
     map6: HashMap<FlowKey6, FlowEntry>,
     /// IPv6 NAT: (proto, client, real server) -> vip.
     nat_rev6: HashMap<FlowKey6, SocketAddrV6>,
+}
+
+impl Flows {
+    /// Gives memory back after a peak: the maps follow the table's live
+    /// connections, but a `HashMap` keeps its largest capacity for good.
+    fn shrink(&mut self) {
+        fn shrink<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 4 * m.len() + 1024 {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        shrink(&mut self.map);
+        shrink(&mut self.nat_rev);
+        shrink(&mut self.map6);
+        shrink(&mut self.nat_rev6);
+    }
 }
 
 /// The real servers of NAT (Masq) destinations of address services, whose
@@ -677,6 +702,8 @@ struct Worker {
     pieces: Vec<Vec<u8>>,
     /// Reassembly timeouts already added to [`EngineStats`] (IPv4, IPv6).
     reasm_timeouts: (u64, u64),
+    /// Reassembly evictions already added to [`EngineStats`] (IPv4, IPv6).
+    reasm_evictions: (u64, u64),
     /// Thread 0: one socket per served (firewall mark, family).
     marks: Vec<sys::MarkSocket>,
     /// The `fwmarks_gen` `marks` were opened for.
@@ -984,6 +1011,7 @@ impl Worker {
             partial: false,
             pieces: Vec::new(),
             reasm_timeouts: (0, 0),
+            reasm_evictions: (0, 0),
             marks: Vec::new(),
             marks_gen: 0,
             mark_pfds: Vec::new(),
@@ -1170,6 +1198,15 @@ impl Worker {
                 .fetch_add(new, Ordering::Relaxed);
             self.reasm_timeouts = t;
         }
+        let e = (self.reasm.stats().evicted, self.reasm6.stats().evicted);
+        let new = (e.0 - self.reasm_evictions.0) + (e.1 - self.reasm_evictions.1);
+        if new > 0 {
+            self.inner
+                .stats
+                .reasm_evicted
+                .fetch_add(new, Ordering::Relaxed);
+            self.reasm_evictions = e;
+        }
         if !expired6.is_empty() {
             self.expire_frags6(expired6);
         }
@@ -1314,6 +1351,7 @@ impl Worker {
             flows
                 .nat_rev6
                 .retain(|(p, c, _), v| live6.contains(&(*p, *c, *v)));
+            flows.shrink();
         }
     }
 
@@ -2347,6 +2385,10 @@ impl Worker {
             .stats
             .unresolved
             .fetch_add(a.dropped, Ordering::Relaxed);
+        self.inner
+            .stats
+            .neigh_evicted
+            .fetch_add(a.evicted, Ordering::Relaxed);
         for ip in a.requests {
             self.arp_request(ip);
         }

@@ -11,6 +11,14 @@
 //!   frames for that address; they are sent as soon as the reply arrives
 //!   (so a SYN is not lost and the client sees no 1 s retransmission delay),
 //!   or dropped after [`RESOLVE_TIMEOUT`].
+//! * Both parts are bounded, whatever the traffic: at most
+//!   [`MAX_ENTRIES`] neighbours (when full, entries not confirmed for
+//!   [`STALE_AFTER`] are evicted; a reply we asked for always finds room),
+//!   and at most [`MAX_PENDING_ADDRS`] unresolved addresses holding at most
+//!   [`MAX_PENDING_BYTES`] of parked frames (NAT replies to many spoofed
+//!   on-link clients would otherwise park frames without limit). Frames
+//!   refused for lack of room are counted as dropped, evicted entries as
+//!   [`Actions::evicted`].
 
 use rvs_wire::ethernet::Address as Mac;
 use std::collections::HashMap;
@@ -27,6 +35,15 @@ pub const REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 pub const REFRESH_AFTER: Duration = Duration::from_secs(60);
 /// Upper bound on cache entries.
 pub const MAX_ENTRIES: usize = 65536;
+/// An entry not confirmed for this long is not in use (one in use is
+/// refreshed every [`REFRESH_AFTER`]): it may be evicted when the cache is
+/// full.
+pub const STALE_AFTER: Duration = Duration::from_secs(2 * 60 + 10);
+/// Unresolved addresses with parked frames at most (the kernel's default
+/// `gc_thresh3` for its whole neighbour table).
+pub const MAX_PENDING_ADDRS: usize = 1024;
+/// Bytes of parked frames at most, all addresses together.
+pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 /// One IPv4 route on our interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +189,12 @@ struct Pending {
     last_request: Instant,
 }
 
+impl Pending {
+    fn bytes(&self) -> usize {
+        self.frames.iter().map(Vec::len).sum()
+    }
+}
+
 /// What to do after a lookup miss or a tick.
 #[derive(Debug, Default)]
 pub struct Actions {
@@ -181,20 +204,49 @@ pub struct Actions {
     pub ready: Vec<(Mac, Vec<u8>)>,
     /// Frames dropped because resolution timed out or the queue was full.
     pub dropped: u64,
+    /// Neighbour entries evicted to make room ([`MAX_ENTRIES`]).
+    pub evicted: u64,
 }
 
 /// The engine's ARP cache with a pending-frame queue.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ArpCache {
     /// MAC, when learned, when a refresh was last requested.
     entries: HashMap<IpAddr, (Mac, Instant, Option<Instant>)>,
     pending: HashMap<IpAddr, Pending>,
+    /// Bytes of all parked frames.
+    pending_bytes: usize,
+    /// Last sweep for stale entries (at most one a second when full).
+    swept: Option<Instant>,
+    max_entries: usize,
+    max_pending_addrs: usize,
+    max_pending_bytes: usize,
+}
+
+impl Default for ArpCache {
+    fn default() -> ArpCache {
+        ArpCache::with_limits(MAX_ENTRIES, MAX_PENDING_ADDRS, MAX_PENDING_BYTES)
+    }
 }
 
 impl ArpCache {
     /// Empty cache.
     pub fn new() -> ArpCache {
         ArpCache::default()
+    }
+
+    /// Empty cache with other limits than [`MAX_ENTRIES`],
+    /// [`MAX_PENDING_ADDRS`] and [`MAX_PENDING_BYTES`] (tests).
+    pub fn with_limits(entries: usize, pending_addrs: usize, pending_bytes: usize) -> ArpCache {
+        ArpCache {
+            entries: HashMap::new(),
+            pending: HashMap::new(),
+            pending_bytes: 0,
+            swept: None,
+            max_entries: entries.max(1),
+            max_pending_addrs: pending_addrs,
+            max_pending_bytes: pending_bytes,
+        }
     }
 
     /// Known MAC for `ip`. `refresh` is set (at most once per
@@ -217,26 +269,79 @@ impl ArpCache {
         if !mac.is_unicast() || ip.is_unspecified() {
             return;
         }
-        if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&ip) {
+        let asked = self.pending.contains_key(&ip);
+        if !self.room_for(ip, asked, now, out) {
             return;
         }
         self.entries.insert(ip, (mac, now, None));
         if let Some(p) = self.pending.remove(&ip) {
+            self.pending_bytes -= p.bytes();
             out.ready.extend(p.frames.into_iter().map(|f| (mac, f)));
         }
     }
 
-    /// Seed from the kernel table (does not override fresher entries).
+    /// Whether `ip` may get an entry, evicting to make room when the cache
+    /// is full: entries not confirmed for [`STALE_AFTER`] (one sweep a
+    /// second at most), and, for an address we asked for (`asked`), the
+    /// least recently confirmed one. Unsolicited news of a new neighbour is
+    /// ignored while the cache is full of fresh entries.
+    fn room_for(&mut self, ip: IpAddr, asked: bool, now: Instant, out: &mut Actions) -> bool {
+        if self.entries.len() < self.max_entries || self.entries.contains_key(&ip) {
+            return true;
+        }
+        if self
+            .swept
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1))
+        {
+            self.swept = Some(now);
+            let before = self.entries.len();
+            self.entries.retain(|_, (_, learned, _)| {
+                now.saturating_duration_since(*learned) <= STALE_AFTER
+            });
+            out.evicted += (before - self.entries.len()) as u64;
+        }
+        if self.entries.len() < self.max_entries {
+            return true;
+        }
+        if !asked {
+            return false;
+        }
+        let oldest = self
+            .entries
+            .iter()
+            .min_by_key(|(_, (_, learned, _))| *learned)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            self.entries.remove(&k);
+            out.evicted += 1;
+        }
+        true
+    }
+
+    /// Seed from the kernel table (does not override fresher entries; at
+    /// most [`MAX_ENTRIES`] in all).
     pub fn seed(&mut self, list: &[(Ipv4Addr, Mac)], now: Instant) {
         for (ip, mac) in list {
+            if self.entries.len() >= self.max_entries {
+                break;
+            }
             self.entries
                 .entry(IpAddr::V4(*ip))
                 .or_insert((*mac, now, None));
         }
     }
 
-    /// Park `frame` until `ip` resolves; may ask for an ARP request.
+    /// Park `frame` until `ip` resolves; may ask for an ARP request. A
+    /// frame is dropped (counted) when the address already holds
+    /// [`MAX_PENDING`] frames, or the cache [`MAX_PENDING_BYTES`], or a new
+    /// address would exceed [`MAX_PENDING_ADDRS`].
     pub fn park(&mut self, ip: IpAddr, frame: Vec<u8>, now: Instant, out: &mut Actions) {
+        if self.pending_bytes + frame.len() > self.max_pending_bytes
+            || (self.pending.len() >= self.max_pending_addrs && !self.pending.contains_key(&ip))
+        {
+            out.dropped += 1;
+            return;
+        }
         let p = self.pending.entry(ip).or_insert_with(|| {
             out.requests.push(ip);
             Pending {
@@ -246,6 +351,7 @@ impl ArpCache {
             }
         });
         if p.frames.len() < MAX_PENDING {
+            self.pending_bytes += frame.len();
             p.frames.push(frame);
         } else {
             out.dropped += 1;
@@ -254,9 +360,11 @@ impl ArpCache {
 
     /// Periodic work: repeat requests, time out pending frames.
     pub fn tick(&mut self, now: Instant, out: &mut Actions) {
+        let mut freed = 0;
         self.pending.retain(|ip, p| {
             if now.duration_since(p.first) > RESOLVE_TIMEOUT {
                 out.dropped += p.frames.len() as u64;
+                freed += p.bytes();
                 return false;
             }
             if now.duration_since(p.last_request) >= REQUEST_INTERVAL {
@@ -265,11 +373,17 @@ impl ArpCache {
             }
             true
         });
+        self.pending_bytes -= freed;
     }
 
     /// Number of cached entries.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Unresolved addresses with parked frames, and the bytes parked.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending_bytes)
     }
 
     /// Empty?
@@ -461,5 +575,73 @@ ff000000000000000000000000000000 08 00000000000000000000000000000000 00 00000000
         let mut a = Actions::default();
         c.tick(t0 + Duration::from_secs(4), &mut a);
         assert_eq!(a.dropped, 1);
+        assert_eq!(c.pending(), (0, 0));
+    }
+
+    fn v4(i: u32) -> IpAddr {
+        Ipv4Addr::from(0xc612_0000 + i).into()
+    }
+
+    const MAC: Mac = Mac([2, 0, 0, 0, 0, 0x15]);
+
+    #[test]
+    fn full_cache_evicts_stale_entries_and_always_takes_a_reply_it_asked_for() {
+        let mut c = ArpCache::with_limits(4, 8, 1 << 20);
+        let t0 = Instant::now();
+        let mut a = Actions::default();
+        for i in 0..4 {
+            c.learn(v4(i), MAC, t0 + Duration::from_millis(i.into()), &mut a);
+        }
+        // full of fresh entries: unsolicited news of a 5th is ignored
+        c.learn(v4(4), MAC, t0 + Duration::from_secs(1), &mut a);
+        assert_eq!((c.len(), a.evicted), (4, 0));
+        assert!(c.lookup(v4(4), t0).is_none());
+        // ... but a reply to our own request evicts the oldest entry
+        let t1 = t0 + Duration::from_secs(2);
+        c.learn(v4(0), MAC, t1, &mut a); // v4(0) confirmed: now the freshest
+        c.park(v4(5), vec![0; 60], t1, &mut a);
+        c.learn(v4(5), MAC, t1, &mut a);
+        assert_eq!((c.len(), a.evicted, a.ready.len()), (4, 1, 1));
+        assert!(c.lookup(v4(5), t1).is_some() && c.lookup(v4(0), t1).is_some());
+        assert!(c.lookup(v4(1), t1).is_none(), "the oldest went");
+        // once entries are stale, one sweep makes room for anyone
+        let late = t1 + STALE_AFTER + Duration::from_secs(1);
+        let mut a = Actions::default();
+        c.learn(v4(6), MAC, late, &mut a);
+        assert_eq!((c.len(), a.evicted), (1, 4));
+        // the cache never exceeds its bound, whatever it hears
+        for i in 100..1000 {
+            c.learn(v4(i), MAC, late, &mut a);
+        }
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn parked_frames_are_bounded_in_addresses_and_bytes() {
+        let mut c = ArpCache::with_limits(16, 3, 1000);
+        let t0 = Instant::now();
+        let mut a = Actions::default();
+        // many unresolved addresses (NAT replies to spoofed on-link
+        // clients): only MAX_PENDING_ADDRS of them park frames
+        for i in 0..10 {
+            c.park(v4(i), vec![0; 100], t0, &mut a);
+        }
+        assert_eq!(c.pending(), (3, 300));
+        assert_eq!((a.requests.len(), a.dropped), (3, 7));
+        // bytes: the known addresses fill up to the byte bound
+        let mut a = Actions::default();
+        for _ in 0..10 {
+            c.park(v4(0), vec![0; 100], t0, &mut a);
+        }
+        assert_eq!(c.pending(), (3, 1000));
+        assert_eq!(a.dropped, 3);
+        // learning releases the frames and their bytes
+        let mut a = Actions::default();
+        c.learn(v4(0), MAC, t0, &mut a);
+        assert_eq!((a.ready.len(), c.pending()), (8, (2, 200)));
+        // the rest time out
+        let mut a = Actions::default();
+        c.tick(t0 + RESOLVE_TIMEOUT + Duration::from_secs(1), &mut a);
+        assert_eq!((a.dropped, c.pending()), (2, (0, 0)));
     }
 }

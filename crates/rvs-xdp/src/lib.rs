@@ -1499,6 +1499,10 @@ impl Worker {
             .stats
             .unresolved
             .fetch_add(a.dropped, Ordering::Relaxed);
+        self.inner
+            .stats
+            .neigh_evicted
+            .fetch_add(a.evicted, Ordering::Relaxed);
         for ip in a.requests {
             if let IpAddr::V4(ip) = ip {
                 self.arp_request(ip);

@@ -2034,3 +2034,59 @@ fn a_successor_takes_over_entries_counters_and_rates() {
         &CounterState::default()
     ));
 }
+
+/// Issue 27: short connections spread over many seconds leave nothing
+/// behind once they expired. The timer wheel used to keep every bucket's
+/// storage after it ran, so each second under load added that second's
+/// arms to the heap for good (about 15 bytes per connection ever made).
+#[test]
+fn table_memory_does_not_grow_with_the_connections_made() {
+    let mut v = setup("wlc", &[(A, 1), (B, 1)], FwdMethod::Masq);
+    v.set_timeouts(30, 10, 30).unwrap();
+    let mut n = 0u32;
+    let mut now = 0u64;
+    // `secs` seconds of 200 short connections a second (SYN, ACK, data,
+    // client FIN, server FIN), the table's timers run every second; then
+    // every entry expires.
+    let mut churn = |v: &mut Ipvs, secs: u64| {
+        for _ in 0..secs {
+            let t = Time::from_secs(now);
+            for _ in 0..200 {
+                n += 1;
+                let client =
+                    SocketAddr::new(IpAddr::from([198, 18, 1, (n >> 16) as u8]), n as u16 | 1024);
+                let mut p = Packet {
+                    fwmark: 0,
+                    proto: Protocol::Tcp,
+                    src: client,
+                    dst: sa(VIP, 80),
+                    tcp_flags: TcpFlags::SYN,
+                    len: 60,
+                    dir: Dir::In,
+                };
+                let Verdict::Forward { conn, created, .. } = v.process(t, &p, &[]) else {
+                    panic!("SYN {n} not forwarded");
+                };
+                assert!(created);
+                for f in [TcpFlags::ACK, TcpFlags::ACK | TcpFlags::PSH, TcpFlags::FIN] {
+                    p.tcp_flags = f;
+                    assert!(matches!(v.process(t, &p, &[]), Verdict::Forward { .. }));
+                }
+                v.process_conn(t, conn, Dir::Out, TcpFlags::FIN | TcpFlags::ACK, 40);
+            }
+            now += 1;
+            v.handle_timeout(Time::from_secs(now));
+        }
+        now += 600;
+        v.handle_timeout(Time::from_secs(now));
+        assert_eq!(v.conn_count(), 0);
+    };
+    churn(&mut v, 300);
+    let base = v.conn_table_bytes();
+    churn(&mut v, 300);
+    assert_eq!(
+        v.conn_table_bytes(),
+        base,
+        "60 000 more connections, then an empty table: same memory"
+    );
+}
