@@ -6,7 +6,8 @@
 # Prints three tables:
 #  * HTTP: wrk -t1 -c50 keep-alive and "Connection: close" (req/s and p99)
 #    for client -> nginx direct, nftables DNAT (kernel NAT), rvs packet NAT,
-#    rvs packet DR (1 and 2 RX threads) and rvs AF_XDP DR;
+#    rvs packet DR (1 and 2 RX threads) and rvs AF_XDP DR, and the client's
+#    TIME_WAIT sockets after each close cell;
 #  * 64-byte UDP pps: trafgen from the client (same frames for every row,
 #    1024 flows to VIP:9) against the XDP-drop ceiling on the same path (an
 #    XDP program dropping that UDP on the director's eth0; the ceiling is the
@@ -16,7 +17,9 @@
 #  * the ratios the issue's targets talk about, and the machine.
 #
 # Environment: XDP_NATIVE=1 runs rvs-xdp-lvs and rvs-xdp-drop in native
-# (driver) XDP mode instead of generic; CARGO_TARGET_DIR is honoured.
+# (driver) XDP mode instead of generic; CLIENT_TW_REUSE=0 leaves the
+# client's net.ipv4.tcp_tw_reuse at the kernel default (see below);
+# CARGO_TARGET_DIR is honoured.
 # Needs root, wrk, trafgen, nginx, nft, curl. Addresses: 198.18.0.0/15 only;
 # all namespaces are rvspb<PID>-*.
 set -euo pipefail
@@ -67,6 +70,17 @@ poll() {
 
 "$lab" up $p
 chmod 755 "$tmp"
+# One client address, 28 232 ephemeral ports, and connect() takes the even
+# half first: when the client closes first (wrk closes as soon as the
+# response is parsed, and a real server's FIN can come some microseconds
+# after the response) the connection leaves a 60 s TIME_WAIT on the client.
+# Past ~14 100 of them every connect() walks the whole even half (2-3 ms of
+# kernel time each), and wrk's one thread then manages ~500 connections/s
+# with a p99 of ~100 ms, whatever is in the path (issue 19). Which rows
+# reach that depends on the rows before (TIME_WAIT outlives a row) and on
+# scheduling, so the client reuses TIME_WAIT ports after 1 s
+# (tcp_tw_reuse=1), as load generators do; the TW column shows the count.
+[[ ${CLIENT_TW_REUSE:-1} == 0 ]] || ns client sysctl -qw net.ipv4.tcp_tw_reuse=1
 for n in rs1 rs2; do
   d=$tmp/nginx-$n; mkdir -p "$d/www"; chmod 755 "$d" "$d/www"; echo "$n" > "$d/www/index.html"
   cat > "$d/nginx.conf" <<EOF
@@ -131,18 +145,19 @@ wrk_cell() {
 }
 declare -A ka kc
 http_row() {
-  local key=$1 label=$2 url=$3 a b
+  local key=$1 label=$2 url=$3 a b tw
   wrk_cell "$url"; a=$cell
   wrk_cell -H 'Connection: close' "$url"; b=$cell
+  tw=$(ns client ss -Htan state time-wait | wc -l)
   ka[$key]=${a% *}; kc[$key]=${b% *}
   # shellcheck disable=SC2086 # "req/s p99" -> two columns
-  printf "%-30s %10s %9s %10s %9s\n" "$label" $a $b
+  printf "%-30s %10s %9s %10s %9s %9s\n" "$label" $a $b "$tw"
 }
 nat_routes() { for n in rs1 rs2; do ns $n ip route "$1" $CLIENT/32 via $LVS1 2>/dev/null || true; done; }
 
 echo "HTTP: wrk -t1 -c50 -d${secs}s, GET / (3-byte body), nginx on rs1/rs2 (1 worker each)"
-printf "%-30s %10s %9s %10s %9s\n" "path" "keep-alive" "p99" "conn-close" "p99"
-printf "%-30s %10s %9s %10s %9s\n" "" "req/s" "" "req/s" ""
+printf "%-30s %10s %9s %10s %9s %9s\n" "path" "keep-alive" "p99" "conn-close" "p99" "client"
+printf "%-30s %10s %9s %10s %9s %9s\n" "" "req/s" "" "req/s" "" "TW"
 http_row direct "client -> nginx direct" http://$RS1/
 
 # Kernel NAT baseline: nftables DNAT (round robin) + conntrack for replies.
@@ -262,4 +277,4 @@ echo
 model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs || true)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 virt=$(systemd-detect-virt 2>/dev/null || true)
-echo "machine: $(nproc) CPUs ($model), $mem RAM, kernel $(uname -r)${virt:+, virt: $virt}, load average $load0 at start; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3), trafgen $(trafgen -v 2>&1 | head -1 | cut -d' ' -f2)"
+echo "machine: $(nproc) CPUs ($model), $mem RAM, kernel $(uname -r)${virt:+, virt: $virt}, load average $load0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; client tcp_tw_reuse=$(ns client sysctl -n net.ipv4.tcp_tw_reuse); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3), trafgen $(trafgen -v 2>&1 | head -1 | cut -d' ' -f2)"
