@@ -893,3 +893,61 @@ fn restarted_master_preempts_without_reset() {
     let total = ka.finish(&mut lab, &rs);
     eprintln!("{total} requests on one connection through two moves, all 200 from {rs}");
 }
+
+/// On a segment that floods unicast (a hub, a switch whose table aged out,
+/// a promiscuous virtual port) the BACKUP sees the client's frames to the
+/// MASTER's MAC. Like the kernel (ip_rcv drops PACKET_OTHERHOST), its
+/// engine must leave them alone: the backup's entries are the synced ones
+/// only, and it forwards nothing.
+#[test]
+fn backup_ignores_frames_for_the_master() {
+    if skip_unless_root("backup_ignores_frames_for_the_master") {
+        return;
+    }
+    let (lab, _m, b) = pair("rvsy-hub", Kind::Dr, None);
+    // ageing_time 0: the bridge forgets every MAC at once and floods.
+    let o = lab.exec(
+        "sw",
+        &[
+            "ip",
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "ageing_time",
+            "0",
+        ],
+    );
+    assert!(o.status.success(), "bridge ageing_time 0");
+    let url = format!("http://{VIP}/");
+    for _ in 0..4 {
+        assert!(
+            wait_for(Duration::from_secs(5), || lab.curl(&url)).is_some(),
+            "curl through the VIP"
+        );
+    }
+    let client = ip(CLIENT);
+    let synced = wait_for(Duration::from_secs(10), || {
+        let rows = b.conn_sync();
+        (rows.iter().filter(|r| r.from == hex_addr(client)).count() >= 4).then_some(rows)
+    });
+    let Some(rows) = synced else {
+        panic!("lvs2 got no synced entries:\n{}", b.adm("--conn-sync").1);
+    };
+    assert!(
+        rows.iter().all(|r| r.origin == "Sync"),
+        "lvs2 (BACKUP) scheduled the master's traffic itself:\n{}",
+        b.adm("--conn-sync").1
+    );
+    let stats = b.adm("-Ln --stats").1;
+    let conns = stats
+        .lines()
+        .find(|l| l.starts_with("TCP"))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string));
+    assert_eq!(
+        conns.as_deref(),
+        Some("0"),
+        "lvs2 (BACKUP) forwarded connections:\n{stats}"
+    );
+}
