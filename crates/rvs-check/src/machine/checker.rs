@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{CheckerId, Probe, ProbeResult, IPVS_WEIGHT_FAULT};
-use crate::config::{fmt_trio, CheckKind, CheckerConfig, Protocol};
+use crate::config::{fmt_trio, CheckKind, CheckerConfig, HttpCheck, Protocol};
 
 /// What a [`Checker`] tells its real server after a result.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -192,11 +192,7 @@ impl Checker {
             self.retry_it = 0;
         }
         let url_index = if self.scheme == Scheme::Http {
-            let n = match &self.cfg.kind {
-                CheckKind::Http(h) => h.urls.len(),
-                CheckKind::Ssl(s) => s.http.urls.len(),
-                _ => 0,
-            };
+            let n = self.num_urls();
             if n == 0 {
                 // "if there are no URLs in list, enable server w/o checking"
                 self.in_flight = true;
@@ -223,29 +219,28 @@ impl Checker {
         self.cfg.kind.name()
     }
 
+    /// HTTP_GET's settings, or SSL_GET's HTTP part.
+    fn http(&self) -> Option<&HttpCheck> {
+        match &self.cfg.kind {
+            CheckKind::Http(h) => Some(h),
+            CheckKind::Ssl(s) => Some(&s.http),
+            _ => None,
+        }
+    }
+
     pub(super) fn url_path(&self, i: usize) -> String {
-        let urls = match &self.cfg.kind {
-            CheckKind::Http(h) => &h.urls,
-            CheckKind::Ssl(s) => &s.http.urls,
-            _ => return String::new(),
-        };
-        urls.get(i).map(|u| u.path.clone()).unwrap_or_default()
+        self.http()
+            .and_then(|h| h.urls.get(i))
+            .map(|u| u.path.clone())
+            .unwrap_or_default()
     }
 
     pub(super) fn num_urls(&self) -> usize {
-        match &self.cfg.kind {
-            CheckKind::Http(h) => h.urls.len(),
-            CheckKind::Ssl(s) => s.http.urls.len(),
-            _ => 0,
-        }
+        self.http().map_or(0, |h| h.urls.len())
     }
 
     pub(super) fn fast_recovery(&self) -> bool {
-        match &self.cfg.kind {
-            CheckKind::Http(h) => h.fast_recovery,
-            CheckKind::Ssl(s) => s.http.fast_recovery,
-            _ => false,
-        }
+        self.http().is_some_and(|h| h.fast_recovery)
     }
 
     /// keepalived's update_svr_checker_state + set_checker_state, checker side.

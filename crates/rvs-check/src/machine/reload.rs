@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use super::checker::Checker;
-use super::virtual_server::{fresh_rs, SorryState, VirtualServer};
+use super::virtual_server::{fresh_rs, fresh_sorry, VirtualServer};
 use super::{real_weight, Action, ScriptReason};
-use crate::config::{fmt_trio, CheckerConfig, VirtualServerConfig};
+use crate::config::{CheckerConfig, VirtualServerConfig};
 
 /// keepalived's per-type `compare()`: the same checker across a reload.
 fn same_checker(a: &CheckerConfig, b: &CheckerConfig) -> bool {
@@ -159,26 +159,13 @@ impl VirtualServer {
                         self.ipvs_del(i);
                     }
                 }
-            } else if (rs.num_failed_checkers == 0 && !rs.alive)
-                || (rs.cfg.inhibit_on_failure && !rs.set)
-            {
-                self.ipvs_add(i);
-                if self.rss[i].num_failed_checkers == 0 {
-                    self.rss[i].alive = true;
-                    self.rss[i].last_transition = Some(now);
-                }
+            } else {
+                self.init_service_rs(i, now);
             }
         }
         // sorry server
         let old_sorry = self.sorry.take();
-        let mut sorry = cfg.sorry_server.map(|addr| SorryState {
-            addr,
-            name: fmt_trio(addr, proto),
-            alive: false,
-            set: false,
-            inhibit: cfg.sorry_server_inhibit,
-            weight: cfg.sorry_server_weight,
-        });
+        let mut sorry = fresh_sorry(&cfg);
         if let Some(old) = old_sorry {
             match sorry.as_mut() {
                 Some(new) if new.addr == old.addr => {
@@ -197,14 +184,7 @@ impl VirtualServer {
             }
         }
         self.sorry = sorry;
-        self.update_quorum_state(true);
-        if let Some(s) = self.sorry.as_mut() {
-            if s.inhibit && !s.set {
-                s.set = true;
-                let addr = s.addr;
-                self.actions.push_back(Action::AddSorry { addr, weight: 0 });
-            }
-        }
+        self.init_quorum();
         if self.suspended {
             self.set_suspended(true);
         }

@@ -57,15 +57,7 @@ impl Checker {
                 }
                 self.report(upd, true, now);
             } else if !ok && (self.is_up || !self.has_run) {
-                if self.cfg.retry > 0 && self.has_run {
-                    upd.logs.push(format!(
-                        "{fail_prefix} on service {} failed after {} retries.",
-                        self.label, self.cfg.retry
-                    ));
-                } else {
-                    upd.logs
-                        .push(format!("{fail_prefix} on service {} failed.", self.label));
-                }
+                upd.logs.push(self.failed_text(fail_prefix, ""));
                 self.report(upd, false, now);
             }
             self.has_run = true;
@@ -74,6 +66,19 @@ impl Checker {
             self.retry_it += 1;
             self.has_run = true;
             self.schedule(now + self.cfg.delay_before_retry, false);
+        }
+    }
+
+    /// "`prefix` on service `label``suffix` failed[ after N retries]." (TCP_CHECK,
+    /// SMTP_CHECK, UDP_CHECK, PING_CHECK, FILE_CHECK).
+    fn failed_text(&self, prefix: &str, suffix: &str) -> String {
+        if self.cfg.retry > 0 && self.has_run {
+            format!(
+                "{prefix} on service {}{suffix} failed after {} retries.",
+                self.label, self.cfg.retry
+            )
+        } else {
+            format!("{prefix} on service {}{suffix} failed.", self.label)
         }
     }
 
@@ -149,15 +154,7 @@ impl Checker {
                 } else {
                     ""
                 };
-                if self.cfg.retry > 0 && self.has_run {
-                    upd.logs.push(format!(
-                        "{prefix} on service {}{of_vs} failed after {} retries.",
-                        self.label, self.cfg.retry
-                    ));
-                } else {
-                    upd.logs
-                        .push(format!("{prefix} on service {}{of_vs} failed.", self.label));
-                }
+                upd.logs.push(self.failed_text(&prefix, of_vs));
             }
             self.report(upd, false, now);
         }
@@ -187,43 +184,32 @@ impl Checker {
         let mut success = false;
         let mut reason: Option<(&str, i32)> = None;
         let mut message_only = false;
-        if let Some(status) = res.exit_code {
-            if ok {
-                let eff = if status >= 2 {
-                    (status - 2) as i64
-                } else {
-                    self.rs_weight as i64
-                };
-                if status != self.last_exit_code && (dynamic || status == 0) {
-                    upd.weight = Some(eff);
-                    self.last_exit_code = status;
-                }
-                if !self.is_up || !self.has_run {
-                    exit_type = Some("succeeded");
-                    success = true;
-                }
-                self.retry_it = 0;
-            } else if self.is_up || !self.has_run {
-                exit_type = Some("failed");
-                reason = Some(("exited with status", status));
-                if self.retry_it < self.cfg.retry {
-                    self.retry_it += 1;
-                    if self.log_all() {
-                        message_only = true;
-                    } else {
-                        exit_type = None;
-                    }
-                } else {
-                    self.retry_it = 0;
-                    self.last_exit_code = status;
-                }
-            }
-        } else if self.is_up || !self.has_run {
-            if res.timed_out {
-                exit_type = Some("timed out");
+        if let (true, Some(status)) = (ok, res.exit_code) {
+            let eff = if status >= 2 {
+                (status - 2) as i64
             } else {
-                exit_type = Some("failed");
-                reason = Some(("due to signal", res.signal.unwrap_or(0)));
+                self.rs_weight as i64
+            };
+            if status != self.last_exit_code && (dynamic || status == 0) {
+                upd.weight = Some(eff);
+                self.last_exit_code = status;
+            }
+            if !self.is_up || !self.has_run {
+                exit_type = Some("succeeded");
+                success = true;
+            }
+            self.retry_it = 0;
+        } else if self.is_up || !self.has_run {
+            match res.exit_code {
+                Some(status) => {
+                    exit_type = Some("failed");
+                    reason = Some(("exited with status", status));
+                }
+                None if res.timed_out => exit_type = Some("timed out"),
+                None => {
+                    exit_type = Some("failed");
+                    reason = Some(("due to signal", res.signal.unwrap_or(0)));
+                }
             }
             if self.retry_it < self.cfg.retry {
                 self.retry_it += 1;
@@ -234,6 +220,9 @@ impl Checker {
                 }
             } else {
                 self.retry_it = 0;
+                if let Some(status) = res.exit_code {
+                    self.last_exit_code = status;
+                }
             }
         }
         if let Some(t) = exit_type {

@@ -86,6 +86,18 @@ pub(super) fn fresh_rs(
     }
 }
 
+/// The sorry server of `cfg`, not yet in the table.
+pub(super) fn fresh_sorry(cfg: &VirtualServerConfig) -> Option<SorryState> {
+    cfg.sorry_server.map(|addr| SorryState {
+        addr,
+        name: fmt_trio(addr, cfg.protocol),
+        alive: false,
+        set: false,
+        inhibit: cfg.sorry_server_inhibit,
+        weight: cfg.sorry_server_weight,
+    })
+}
+
 /// A virtual server with its real servers and checkers.
 #[derive(Debug, Clone)]
 pub struct VirtualServer {
@@ -120,14 +132,7 @@ impl VirtualServer {
             .iter()
             .map(|rc| fresh_rs(rc, proto, now, &mut rng))
             .collect();
-        let sorry = cfg.sorry_server.map(|addr| SorryState {
-            addr,
-            name: fmt_trio(addr, proto),
-            alive: false,
-            set: false,
-            inhibit: cfg.sorry_server_inhibit,
-            weight: cfg.sorry_server_weight,
-        });
+        let sorry = fresh_sorry(&cfg);
         let mut vs = VirtualServer {
             name: cfg.name.clone(),
             quorum: cfg.quorum,
@@ -145,28 +150,38 @@ impl VirtualServer {
         };
         // set_quorum_states(): computed before init, when nothing is alive yet.
         vs.quorum_state_up = vs.weigh_live() >= vs.quorum as i64 + vs.hysteresis as i64;
-        // init_service_rs
         for i in 0..vs.rss.len() {
-            let rs = &vs.rss[i];
-            if (rs.num_failed_checkers == 0 && !rs.alive) || (rs.cfg.inhibit_on_failure && !rs.set)
-            {
-                vs.ipvs_add(i);
-                if vs.rss[i].num_failed_checkers == 0 {
-                    vs.rss[i].alive = true;
-                    vs.rss[i].last_transition = Some(now);
-                }
+            vs.init_service_rs(i, now);
+        }
+        vs.init_quorum();
+        vs
+    }
+
+    /// keepalived's `init_service_rs` for real server `i`: add it unless a
+    /// checker is down (then add it at weight 0 with inhibit_on_failure).
+    pub(super) fn init_service_rs(&mut self, i: usize, now: Instant) {
+        let rs = &self.rss[i];
+        if (rs.num_failed_checkers == 0 && !rs.alive) || (rs.cfg.inhibit_on_failure && !rs.set) {
+            self.ipvs_add(i);
+            if self.rss[i].num_failed_checkers == 0 {
+                self.rss[i].alive = true;
+                self.rss[i].last_transition = Some(now);
             }
         }
-        vs.update_quorum_state(true);
-        // sorry server with inhibit: add now at weight 0
-        if let Some(s) = vs.sorry.as_mut() {
+    }
+
+    /// Evaluate the quorum at start-up (or after a reload), then add a
+    /// `sorry_server_inhibit` sorry server at weight 0 if it is not in the
+    /// table yet.
+    pub(super) fn init_quorum(&mut self) {
+        self.update_quorum_state(true);
+        if let Some(s) = self.sorry.as_mut() {
             if s.inhibit && !s.set {
                 s.set = true;
                 let addr = s.addr;
-                vs.actions.push_back(Action::AddSorry { addr, weight: 0 });
+                self.actions.push_back(Action::AddSorry { addr, weight: 0 });
             }
         }
-        vs
     }
 
     /// keepalived name of the virtual server.
