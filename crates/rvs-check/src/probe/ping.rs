@@ -4,25 +4,32 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rvs_wire::{icmpv4, icmpv6};
 use socket2::{Domain, Socket, Type};
 
 use crate::config::CheckerConfig;
 use crate::machine::ProbeResult;
 
-fn icmp_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for ch in data.chunks(2) {
-        let w = if ch.len() == 2 {
-            u16::from_be_bytes([ch[0], ch[1]])
-        } else {
-            u16::from_be_bytes([ch[0], 0])
-        };
-        sum += w as u32;
+/// An ICMP echo request carrying `data`. IPv4: with its checksum; IPv6:
+/// checksum 0, since the kernel fills it in for ICMPv6 sockets (it needs the
+/// source address).
+fn echo_request(v6: bool, ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let mut pkt = vec![0u8; icmpv4::HEADER_LEN + data.len()];
+    pkt[icmpv4::HEADER_LEN..].copy_from_slice(data);
+    let rest = (u32::from(ident) << 16) | u32::from(seq);
+    if v6 {
+        let mut p = icmpv6::Packet::new_unchecked(&mut pkt[..]);
+        p.set_msg_type(icmpv6::msg_type::ECHO_REQUEST);
+        p.set_rest(rest);
+    } else {
+        icmpv4::Repr {
+            msg_type: icmpv4::msg_type::ECHO_REQUEST,
+            code: 0,
+            rest,
+        }
+        .emit(&mut icmpv4::Packet::new_unchecked(&mut pkt[..]));
     }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    pkt
 }
 
 fn ping_blocking(target: IpAddr, timeout: Duration, cfg: &CheckerConfig) -> Result<(), String> {
@@ -53,14 +60,7 @@ fn ping_blocking(target: IpAddr, timeout: Duration, cfg: &CheckerConfig) -> Resu
     }
     let ident: u16 = rand::random();
     let seq: u16 = rand::random();
-    let mut pkt = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
-    pkt.extend_from_slice(&ident.to_be_bytes());
-    pkt.extend_from_slice(&seq.to_be_bytes());
-    pkt.extend_from_slice(b"rvs-check ping");
-    if !v6 {
-        let c = icmp_checksum(&pkt);
-        pkt[2..4].copy_from_slice(&c.to_be_bytes());
-    }
+    let pkt = echo_request(v6, ident, seq, b"rvs-check ping");
     let dst: SocketAddr = SocketAddr::new(target, 0);
     sock.send_to(&pkt, &dst.into())
         .map_err(|e| format!("send failed: {e}"))?;
@@ -128,6 +128,17 @@ mod tests {
     #[test]
     fn checksum() {
         // echo request id 0 seq 0 no data: checksum 0xf7ff
-        assert_eq!(icmp_checksum(&[8, 0, 0, 0, 0, 0, 0, 0]), 0xf7ff);
+        assert_eq!(
+            echo_request(false, 0, 0, b""),
+            [8, 0, 0xf7, 0xff, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            echo_request(false, 0x1234, 0x5678, b"ab"),
+            [8, 0, 0x2d, 0xf1, 0x12, 0x34, 0x56, 0x78, b'a', b'b']
+        );
+        assert_eq!(
+            echo_request(true, 0x1234, 0x5678, b"ab"),
+            [128, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, b'a', b'b']
+        );
     }
 }
