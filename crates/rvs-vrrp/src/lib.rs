@@ -17,6 +17,7 @@
 //! rvs master does not keep the VIP, unlike keepalived).
 
 pub mod config;
+pub mod frame;
 pub mod instance;
 pub mod packet;
 pub mod shell;

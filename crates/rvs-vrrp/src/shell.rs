@@ -1038,9 +1038,9 @@ pub fn na_frame(mac: [u8; 6], vip: Ipv6Addr) -> [u8; 86] {
     pseudo[16..32].copy_from_slice(&all_nodes.octets());
     pseudo[32..36].copy_from_slice(&32u32.to_be_bytes());
     pseudo[39] = 58;
-    let sum = packet::checksum::combine(&[
-        packet::checksum::data(&pseudo),
-        packet::checksum::data(&f[54..86]),
+    let sum = packet::old_checksum::combine(&[
+        packet::old_checksum::data(&pseudo),
+        packet::old_checksum::data(&f[54..86]),
     ]);
     f[56..58].copy_from_slice(&(!sum).to_be_bytes());
     f
@@ -1208,9 +1208,9 @@ mod tests {
         pseudo[16..32].copy_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets());
         pseudo[35] = 32;
         pseudo[39] = 58;
-        let sum = packet::checksum::combine(&[
-            packet::checksum::data(&pseudo),
-            packet::checksum::data(&f[54..]),
+        let sum = packet::old_checksum::combine(&[
+            packet::old_checksum::data(&pseudo),
+            packet::old_checksum::data(&f[54..]),
         ]);
         assert_eq!(sum, 0xffff);
         assert_eq!(f[21], 255);
