@@ -254,10 +254,11 @@ pub async fn run_with(
                 IpAddr::V6(src) if ifc.tx6.is_none() => {
                     let rx = open_rx6(&cfg.interface, link.index)?;
                     ifc.tx6 = Some(open_tx6(&cfg.interface, link.index, src)?);
-                    readers.push(tokio::spawn(reader6(
+                    readers.push(tokio::spawn(reader(
                         cfg.interface.clone(),
                         rx,
                         rx_tx.clone(),
+                        recv_v6,
                     )));
                 }
                 IpAddr::V4(_) if ifc.tx4.is_none() => {
@@ -267,6 +268,7 @@ pub async fn run_with(
                         cfg.interface.clone(),
                         rx,
                         rx_tx.clone(),
+                        recv_v4,
                     )));
                 }
                 _ => {}
@@ -831,7 +833,8 @@ fn open_tx(ifname: &str) -> Result<Socket, Error> {
     Ok(s)
 }
 
-fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
+/// A raw IPv6 IPPROTO_VRRP socket bound to `ifname`.
+fn raw6_socket(ifname: &str) -> Result<Socket, Error> {
     let s = Socket::new(
         Domain::IPV6,
         Type::RAW,
@@ -840,6 +843,11 @@ fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
     .map_err(io_err("raw IPv6 IPPROTO_VRRP socket"))?;
     s.bind_device(Some(ifname.as_bytes()))
         .map_err(io_err(format!("SO_BINDTODEVICE {ifname}")))?;
+    Ok(s)
+}
+
+fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
+    let s = raw6_socket(ifname)?;
     s.join_multicast_v6(&packet::MCAST_GROUP_V6, ifindex)
         .map_err(io_err(format!("join ff02::12 on {ifname}")))?;
     for opt in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVPKTINFO] {
@@ -866,14 +874,7 @@ fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
 }
 
 fn open_tx6(ifname: &str, ifindex: u32, src: Ipv6Addr) -> Result<Socket, Error> {
-    let s = Socket::new(
-        Domain::IPV6,
-        Type::RAW,
-        Some(Protocol::from(i32::from(packet::IPPROTO_VRRP))),
-    )
-    .map_err(io_err("raw IPv6 IPPROTO_VRRP socket"))?;
-    s.bind_device(Some(ifname.as_bytes()))
-        .map_err(io_err(format!("SO_BINDTODEVICE {ifname}")))?;
+    let s = raw6_socket(ifname)?;
     // The source must be the address the v3 checksum was computed with.
     s.bind(&SocketAddr::V6(SocketAddrV6::new(src, 0, 0, ifindex)).into())
         .map_err(io_err(format!("bind {src}%{ifname}")))?;
@@ -941,43 +942,42 @@ fn recv6(
     }
 }
 
-async fn reader6(iface: String, sock: Socket, out: mpsc::Sender<Rx>) {
-    // SAFETY: the Socket owns its fd for the AsyncFd's whole lifetime.
-    let fd = match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!(interface = %iface, "AsyncFd: {e}");
-            return;
-        }
-    };
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let Ok(mut guard) = fd.readable().await else {
-            return;
-        };
-        let (src, dst, hops, n) = match guard.try_io(|s| recv6(s.get_ref().as_raw_fd(), &mut buf)) {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::warn!(interface = %iface, "recvmsg: {e}");
-                continue;
-            }
-            Err(_would_block) => continue,
-        };
-        let rx = Rx {
-            iface: iface.clone(),
-            src: src.into(),
-            dst: dst.unwrap_or(packet::MCAST_GROUP_V6).into(),
-            // A missing hop limit fails the 255 check rather than passing it.
-            ttl: hops.unwrap_or(0),
-            payload: buf[..n].to_vec(),
-        };
-        if out.send(rx).await.is_err() {
-            return;
-        }
-    }
+/// One advertisement read from an IPv6 raw socket (the kernel strips the
+/// IPv6 header: addresses and hop limit come from the control messages).
+fn recv_v6(sock: &Socket, buf: &mut [u8], iface: &str) -> std::io::Result<Option<Rx>> {
+    let (src, dst, hops, n) = recv6(sock.as_raw_fd(), buf)?;
+    Ok(Some(Rx {
+        iface: iface.to_string(),
+        src: src.into(),
+        dst: dst.unwrap_or(packet::MCAST_GROUP_V6).into(),
+        // A missing hop limit fails the 255 check rather than passing it.
+        ttl: hops.unwrap_or(0),
+        payload: buf[..n].to_vec(),
+    }))
 }
 
-async fn reader(iface: String, sock: Socket, out: mpsc::Sender<Rx>) {
+/// One datagram read from an IPv4 raw socket, with its IPv4 header; `None`
+/// when it is not a well-formed VRRP datagram.
+fn recv_v4(mut sock: &Socket, buf: &mut [u8], iface: &str) -> std::io::Result<Option<Rx>> {
+    let n = sock.read(buf)?;
+    tracing::trace!(interface = %iface, "received {n} bytes");
+    Ok(parse_ipv4(&buf[..n]).map(|(src, dst, ttl, payload)| Rx {
+        iface: iface.to_string(),
+        src: src.into(),
+        dst: dst.into(),
+        ttl,
+        payload: payload.to_vec(),
+    }))
+}
+
+/// Receive loop of one raw socket: `recv` ([`recv_v4`] or [`recv_v6`]) reads
+/// one datagram; what it returns goes to the shell until `out` closes.
+async fn reader(
+    iface: String,
+    sock: Socket,
+    out: mpsc::Sender<Rx>,
+    recv: fn(&Socket, &mut [u8], &str) -> std::io::Result<Option<Rx>>,
+) {
     // SAFETY: a socket2::Socket owns its fd for its whole lifetime and
     // as_raw_fd always returns that same descriptor.
     let fd = match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
@@ -992,26 +992,17 @@ async fn reader(iface: String, sock: Socket, out: mpsc::Sender<Rx>) {
         let Ok(mut guard) = fd.readable().await else {
             return;
         };
-        let n = match guard.try_io(|s| s.get_ref().read(&mut buf)) {
-            Ok(Ok(n)) => n,
+        let rx = match guard.try_io(|s| recv(s.get_ref(), &mut buf, &iface)) {
+            Ok(Ok(Some(rx))) => rx,
+            Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
                 tracing::warn!(interface = %iface, "recv: {e}");
                 continue;
             }
             Err(_would_block) => continue,
         };
-        tracing::trace!(interface = %iface, "received {n} bytes");
-        if let Some((src, dst, ttl, payload)) = parse_ipv4(&buf[..n]) {
-            let rx = Rx {
-                iface: iface.clone(),
-                src: src.into(),
-                dst: dst.into(),
-                ttl,
-                payload: payload.to_vec(),
-            };
-            if out.send(rx).await.is_err() {
-                return;
-            }
+        if out.send(rx).await.is_err() {
+            return;
         }
     }
 }
