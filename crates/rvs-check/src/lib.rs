@@ -1,15 +1,22 @@
 //! # rvs-check — keepalived's health checkers
 //!
-//! A sans-IO state machine ([`machine`]) reproducing keepalived 2.2.7's
-//! checker and `ipwrapper.c` behaviour, plus tokio probes and a driver
-//! ([`runner`]) that pumps it, and keepalived-style script handling
-//! ([`script`]). Configuration is plain structs ([`config`]) that the daemon
-//! fills from the parsed keepalived.conf (inheritance already applied).
+//! One job: decide, as keepalived 2.2.7 does, which real servers of a virtual
+//! server belong in the IPVS table, from health checks it runs itself.
+//!
+//! * [`machine`]: the sans-IO checker state machine (retry schemes, alpha,
+//!   omega, inhibit_on_failure, quorum with hysteresis, sorry server, reload,
+//!   status);
+//! * [`probe`]: the tokio probes, one file per checker type (TCP, HTTP, SSL,
+//!   MISC, SMTP, DNS, UDP, PING, FILE);
+//! * [`driver`]: the async loop that pumps a machine with those probes;
+//! * [`script`]: keepalived-style script handling;
+//! * [`config`]: plain structs that the daemon fills from the parsed
+//!   keepalived.conf (inheritance already applied).
 //!
 //! ## Layering (quinn-proto style)
 //!
 //! ```text
-//!  VirtualServerConfig ──► VirtualServer (sans-IO)            runner::run_virtual_server
+//!  VirtualServerConfig ──► VirtualServer (sans-IO)            driver::run_virtual_server
 //!                          ├─ poll_timeout() ─────────────►  sleep until deadline
 //!                          ├─ handle_timeout(now)             │
 //!                          ├─ poll_probe() -> Probe ───────►  run_probe(cfg, probe) (tokio task)
@@ -122,7 +129,7 @@
 //! type + connection options keep their state, so healthy servers do not flap
 //! and down servers are not re-added; removed servers are deleted ("service
 //! ... no longer exist"), new ones start as at start-up. The driver accepts new
-//! configurations on [`runner::DriverOptions::reload`]. A removed virtual
+//! configurations on [`driver::DriverOptions::reload`]. A removed virtual
 //! server is simply cancelled (its destinations are removed).
 //!
 //! ## Scripts
@@ -160,16 +167,18 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod driver;
 pub mod machine;
-pub mod runner;
+pub mod probe;
 pub mod script;
 
 pub use config::{
     CheckKind, CheckerConfig, DnsCheck, FileCheck, HttpCheck, HttpProtocol, MiscCheck, Protocol,
     RealServerConfig, ScriptConfig, SslCheck, UdpCheck, Url, VirtualServerConfig,
 };
+pub use driver::{run_virtual_server, DriverOptions, StatusHandle};
 pub use machine::{
     Action, Checker, CheckerId, Probe, ProbeResult, ScriptReason, VirtualServer,
     VirtualServerStatus,
 };
-pub use runner::{run_probe, run_virtual_server, DriverOptions, StatusHandle};
+pub use probe::run_probe;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use rvs_check::config::*;
+use rvs_check::driver::{run_virtual_server, DriverOptions};
 use rvs_check::machine::{Action, Probe, ProbeResult, VirtualServerStatus};
-use rvs_check::runner::{self, DriverOptions};
+use rvs_check::probe::run_probe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -81,7 +82,7 @@ async fn http_probe_status_and_digest() {
     let mut u = Url::new("/health");
     u.digest = Some(good);
     let c = fast(http_kind(u.clone()), a);
-    let r = runner::run_probe(&c, &probe0()).await;
+    let r = run_probe(&c, &probe0()).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(r.detail, "MD5 digest");
     let req = seen.lock().unwrap()[0].clone();
@@ -95,12 +96,12 @@ async fn http_probe_status_and_digest() {
     );
 
     u.digest = Some([0u8; 16]);
-    let r = runner::run_probe(&fast(http_kind(u.clone()), a), &probe0()).await;
+    let r = run_probe(&fast(http_kind(u.clone()), a), &probe0()).await;
     assert!(!r.ok && r.detail == "MD5 digest error to", "{r:?}");
 
     u.digest = None;
     u.status = vec![201..=204];
-    let r = runner::run_probe(&fast(http_kind(u), a), &probe0()).await;
+    let r = run_probe(&fast(http_kind(u), a), &probe0()).await;
     assert!(
         !r.ok && r.detail.starts_with("HTTP status code error to"),
         "{r:?}"
@@ -109,7 +110,7 @@ async fn http_probe_status_and_digest() {
     // virtualhost goes into Host:
     let mut u = Url::new("/");
     u.virtualhost = Some("www.example.com".into());
-    let r = runner::run_probe(&fast(http_kind(u), a), &probe0()).await;
+    let r = run_probe(&fast(http_kind(u), a), &probe0()).await;
     assert!(r.ok);
     assert!(seen
         .lock()
@@ -124,7 +125,7 @@ async fn http_probe_connection_refused_and_ssl_to_plain_server() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     drop(l);
-    let r = runner::run_probe(&fast(http_kind(Url::new("/")), a), &probe0()).await;
+    let r = run_probe(&fast(http_kind(Url::new("/")), a), &probe0()).await;
     assert!(!r.ok && r.detail == "Error connecting", "{r:?}");
 
     let (a, _) = http_server(200, "x").await;
@@ -135,7 +136,7 @@ async fn http_probe_connection_refused_and_ssl_to_plain_server() {
         },
         ..Default::default()
     });
-    let r = runner::run_probe(&fast(kind, a), &probe0()).await;
+    let r = run_probe(&fast(kind, a), &probe0()).await;
     assert!(!r.ok, "{r:?}");
 }
 
@@ -154,37 +155,31 @@ async fn misc_probe_exit_codes_and_timeout() {
         )
     };
     assert_eq!(
-        runner::run_probe(&misc("exit 0", None), &probe0())
-            .await
-            .exit_code,
+        run_probe(&misc("exit 0", None), &probe0()).await.exit_code,
         Some(0)
     );
     assert_eq!(
-        runner::run_probe(&misc("exit 1", None), &probe0())
-            .await
-            .exit_code,
+        run_probe(&misc("exit 1", None), &probe0()).await.exit_code,
         Some(1)
     );
     assert_eq!(
-        runner::run_probe(&misc("sh -c 'exit 7'", None), &probe0())
+        run_probe(&misc("sh -c 'exit 7'", None), &probe0())
             .await
             .exit_code,
         Some(7)
     );
     assert_eq!(
-        runner::run_probe(&misc("/bin/true", None), &probe0())
+        run_probe(&misc("/bin/true", None), &probe0())
             .await
             .exit_code,
         Some(0)
     );
     assert_eq!(
-        runner::run_probe(&misc("false", None), &probe0())
-            .await
-            .exit_code,
+        run_probe(&misc("false", None), &probe0()).await.exit_code,
         Some(1)
     );
     let t = std::time::Instant::now();
-    let r = runner::run_probe(
+    let r = run_probe(
         &misc("sleep 30", Some(Duration::from_millis(200))),
         &probe0(),
     )
@@ -211,26 +206,26 @@ async fn udp_probe_reply_and_refused() {
         reply_data: b"PONG".to_vec(),
         ..Default::default()
     };
-    let r = runner::run_probe(&fast(CheckKind::Udp(u.clone()), a), &probe0()).await;
+    let r = run_probe(&fast(CheckKind::Udp(u.clone()), a), &probe0()).await;
     assert!(r.ok, "{r:?}");
     u.reply_data = b"NOPE".to_vec();
-    let r = runner::run_probe(&fast(CheckKind::Udp(u.clone()), a), &probe0()).await;
+    let r = run_probe(&fast(CheckKind::Udp(u.clone()), a), &probe0()).await;
     assert!(!r.ok && r.detail.ends_with("reply data mismatch."), "{r:?}");
     // no reply to other payloads: fails with require_reply, passes without
     u.payload = b"other".to_vec();
     u.reply_data.clear();
     let mut c = fast(CheckKind::Udp(u.clone()), a);
     c.connect_timeout = Duration::from_millis(200);
-    assert!(!runner::run_probe(&c, &probe0()).await.ok);
+    assert!(!run_probe(&c, &probe0()).await.ok);
     u.require_reply = false;
     let mut c = fast(CheckKind::Udp(u.clone()), a);
     c.connect_timeout = Duration::from_millis(200);
-    assert!(runner::run_probe(&c, &probe0()).await.ok);
+    assert!(run_probe(&c, &probe0()).await.ok);
     // closed port: ICMP port unreachable -> failure
     let closed = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let ca = closed.local_addr().unwrap();
     drop(closed);
-    let r = runner::run_probe(&fast(CheckKind::Udp(u), ca), &probe0()).await;
+    let r = run_probe(&fast(CheckKind::Udp(u), ca), &probe0()).await;
     assert!(!r.ok, "{r:?}");
 }
 
@@ -274,7 +269,7 @@ async fn smtp_server(banner: &'static str) -> SocketAddr {
 #[tokio::test]
 async fn smtp_probe() {
     let a = smtp_server("220 mail.test ESMTP\r\n").await;
-    let r = runner::run_probe(
+    let r = run_probe(
         &fast(
             CheckKind::Smtp {
                 helo_name: "rvs.test".into(),
@@ -286,7 +281,7 @@ async fn smtp_probe() {
     .await;
     assert!(r.ok, "{r:?}");
     let a = smtp_server("554 go away\r\n").await;
-    let r = runner::run_probe(
+    let r = run_probe(
         &fast(
             CheckKind::Smtp {
                 helo_name: "rvs.test".into(),
@@ -332,18 +327,14 @@ async fn dns_probe() {
         name: "www.example.com".into(),
     });
     let a = dns_server(0, false).await;
-    assert!(
-        runner::run_probe(&fast(kind.clone(), a), &probe0())
-            .await
-            .ok
-    );
+    assert!(run_probe(&fast(kind.clone(), a), &probe0()).await.ok);
     let a = dns_server(2, false).await;
-    let r = runner::run_probe(&fast(kind.clone(), a), &probe0()).await;
+    let r = run_probe(&fast(kind.clone(), a), &probe0()).await;
     assert_eq!(r.detail, "read error occurred. (rcode = 2)");
     let a = dns_server(0, true).await;
     let mut c = fast(kind, a);
     c.connect_timeout = Duration::from_millis(200);
-    let r = runner::run_probe(&c, &probe0()).await;
+    let r = run_probe(&c, &probe0()).await;
     assert_eq!(r.detail, "read timeout from socket");
 }
 
@@ -357,13 +348,13 @@ async fn file_probe() {
         weight: 1,
         reverse: false,
     });
-    let r = runner::run_probe(&fast(kind, "127.0.0.1:1".parse().unwrap()), &probe0()).await;
+    let r = run_probe(&fast(kind, "127.0.0.1:1".parse().unwrap()), &probe0()).await;
     assert_eq!(r.file_value, Some(-12));
 }
 
 #[tokio::test]
 async fn ping_probe_loopback() {
-    let r = runner::run_probe(
+    let r = run_probe(
         &fast(CheckKind::Ping, "127.0.0.1:0".parse().unwrap()),
         &probe0(),
     )
@@ -392,7 +383,7 @@ fn start(v: VirtualServerConfig) -> Driver {
         seed: Some(1),
         ..Default::default()
     };
-    let task = tokio::spawn(runner::run_virtual_server(
+    let task = tokio::spawn(run_virtual_server(
         v,
         opts,
         tx,
@@ -672,14 +663,14 @@ async fn ssl_probe_unverified_with_and_without_sni() {
         http: http.clone(),
         ..Default::default()
     };
-    let r = runner::run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await;
+    let r = run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await;
     assert!(r.ok, "{r:?}");
     let ssl = SslCheck {
         http: http.clone(),
         enable_sni: true,
         ..Default::default()
     };
-    let r = runner::run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await;
+    let r = run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await;
     assert!(r.ok, "{r:?}");
     let ssl = SslCheck {
         http: http.clone(),
@@ -687,11 +678,7 @@ async fn ssl_probe_unverified_with_and_without_sni() {
         sni_name: Some("sni.test".into()),
         ..Default::default()
     };
-    assert!(
-        runner::run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0())
-            .await
-            .ok
-    );
+    assert!(run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await.ok);
     assert_eq!(
         *snis.lock().unwrap(),
         vec![
@@ -708,7 +695,7 @@ async fn ssl_probe_unverified_with_and_without_sni() {
         ca_file: Some(other),
         ..Default::default()
     };
-    let r = runner::run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await;
+    let r = run_probe(&fast(CheckKind::Ssl(ssl), a), &probe0()).await;
     assert!(!r.ok && r.detail.starts_with("SSL handshake"), "{r:?}");
 }
 
@@ -738,7 +725,7 @@ async fn driver_reload_and_suspend() {
         suspend: Some(suspend_rx),
         ..Default::default()
     };
-    let task = tokio::spawn(runner::run_virtual_server(
+    let task = tokio::spawn(run_virtual_server(
         v.clone(),
         opts,
         tx,

@@ -4,6 +4,8 @@
 //!
 //! - [`packet`]: smoltcp-style zero-copy codec for VRRP v2 (with the 8-byte
 //!   PASS trailer) and v3 over IPv4/IPv6, with checksums.
+//! - [`frame`]: the raw IPv4 header, gratuitous ARP and unsolicited NA the
+//!   shell sends, built with rvs-wire.
 //! - [`instance`]: the sans-IO state machine ([`Instance`]): time and packets
 //!   in, [`Transmit`]s, [`Event`]s and a deadline out. No clock, no sockets.
 //!   [`instance::reconcile`] implements sync groups.
@@ -17,6 +19,7 @@
 //! rvs master does not keep the VIP, unlike keepalived).
 
 pub mod config;
+pub mod frame;
 pub mod instance;
 pub mod packet;
 pub mod shell;

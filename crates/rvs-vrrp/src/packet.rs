@@ -32,6 +32,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use rvs_wire::checksum;
+
 /// IP protocol number of VRRP.
 pub const IPPROTO_VRRP: u8 = 112;
 /// IPv4 multicast group for VRRP.
@@ -236,16 +238,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Verify the checksum (v2 plain, v3 with pseudo-header).
     pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> bool {
-        let data = self.buffer.as_ref();
-        let sum = if self.version() == 3 {
-            checksum::combine(&[
-                pseudo_header_sum(src, dst, data.len()),
-                checksum::data(data),
-            ])
-        } else {
-            checksum::data(data)
-        };
-        sum == 0xffff
+        checksum::fold(vrrp_sum(self.version(), src, dst, self.buffer.as_ref())) == 0xffff
     }
 }
 
@@ -286,66 +279,26 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// pseudo-header of `src`/`dst`).
     pub fn fill_checksum(&mut self, src: IpAddr, dst: IpAddr) {
         self.set_checksum(0);
-        let data = self.buffer.as_ref();
-        let sum = if self.version() == 3 {
-            checksum::combine(&[
-                pseudo_header_sum(src, dst, data.len()),
-                checksum::data(data),
-            ])
-        } else {
-            checksum::data(data)
-        };
-        self.set_checksum(!sum);
+        let sum = vrrp_sum(self.version(), src, dst, self.buffer.as_ref());
+        self.set_checksum(checksum::finish(sum));
     }
 }
 
-fn pseudo_header_sum(src: IpAddr, dst: IpAddr, len: usize) -> u16 {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut b = [0u8; 12];
-            b[0..4].copy_from_slice(&s.octets());
-            b[4..8].copy_from_slice(&d.octets());
-            b[9] = IPPROTO_VRRP;
-            b[10..12].copy_from_slice(&(len as u16).to_be_bytes());
-            checksum::data(&b)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let mut b = [0u8; 40];
-            b[0..16].copy_from_slice(&s.octets());
-            b[16..32].copy_from_slice(&d.octets());
-            b[32..36].copy_from_slice(&(len as u32).to_be_bytes());
-            b[39] = IPPROTO_VRRP;
-            checksum::data(&b)
-        }
-        // Mixed families never verify (the caller rejects them first).
+/// One's-complement sum of a VRRP message: v2 over the message alone, v3 with
+/// the IPv4/IPv6 pseudo-header of `src`/`dst` (mixed families: none; such a
+/// packet never verifies, the caller rejects it first).
+fn vrrp_sum(version: u8, src: IpAddr, dst: IpAddr, data: &[u8]) -> u32 {
+    let sum = checksum::sum(data);
+    if version != 3 {
+        return sum;
+    }
+    let len = data.len() as u32;
+    let pseudo = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(&s, &d, IPPROTO_VRRP, len),
+        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_header_v6(&s, &d, IPPROTO_VRRP, len),
         _ => 0,
-    }
-}
-
-/// RFC 1071 one's-complement helpers.
-pub mod checksum {
-    /// One's-complement sum of `data` (folded, not inverted).
-    pub fn data(data: &[u8]) -> u16 {
-        let mut acc: u32 = 0;
-        let mut chunks = data.chunks_exact(2);
-        for c in &mut chunks {
-            acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [b] = chunks.remainder() {
-            acc += u32::from(*b) << 8;
-        }
-        fold(acc)
-    }
-    /// Combine partial sums.
-    pub fn combine(parts: &[u16]) -> u16 {
-        fold(parts.iter().map(|&p| u32::from(p)).sum())
-    }
-    fn fold(mut acc: u32) -> u16 {
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        acc as u16
-    }
+    };
+    checksum::add(pseudo, sum)
 }
 
 /// Validated, owned form of an advertisement.

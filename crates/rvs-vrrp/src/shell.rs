@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{InstanceConfig, Scope};
+use crate::frame::{garp_frame, ipv4_frame, na_frame, parse_ipv4};
 use crate::instance::{
     reconcile, Event, Instance, InstanceStatus, NotifyKind, RxVerdict, State, Transmit,
 };
@@ -253,10 +254,11 @@ pub async fn run_with(
                 IpAddr::V6(src) if ifc.tx6.is_none() => {
                     let rx = open_rx6(&cfg.interface, link.index)?;
                     ifc.tx6 = Some(open_tx6(&cfg.interface, link.index, src)?);
-                    readers.push(tokio::spawn(reader6(
+                    readers.push(tokio::spawn(reader(
                         cfg.interface.clone(),
                         rx,
                         rx_tx.clone(),
+                        recv_v6,
                     )));
                 }
                 IpAddr::V4(_) if ifc.tx4.is_none() => {
@@ -266,6 +268,7 @@ pub async fn run_with(
                         cfg.interface.clone(),
                         rx,
                         rx_tx.clone(),
+                        recv_v4,
                     )));
                 }
                 _ => {}
@@ -830,41 +833,8 @@ fn open_tx(ifname: &str) -> Result<Socket, Error> {
     Ok(s)
 }
 
-/// IPv4 header (TTL 255, TOS 0xc0 as keepalived) + VRRP payload. The kernel
-/// fills the IP id and header checksum for IPPROTO_RAW sockets.
-pub fn ipv4_frame(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-    let total = 20 + payload.len();
-    let mut f = Vec::with_capacity(total);
-    f.extend_from_slice(&[0x45, 0xc0]);
-    f.extend_from_slice(&(total as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, 255, packet::IPPROTO_VRRP, 0, 0]);
-    f.extend_from_slice(&src.octets());
-    f.extend_from_slice(&dst.octets());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// Parse a raw-socket IPv4 datagram: (src, dst, ttl, payload).
-pub fn parse_ipv4(buf: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8])> {
-    let first = *buf.first()?;
-    if first >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(first & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]));
-    if ihl < 20 || total < ihl || buf.len() < total {
-        return None;
-    }
-    let ttl = buf[8];
-    if buf[9] != packet::IPPROTO_VRRP {
-        return None;
-    }
-    let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-    let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
-    Some((src, dst, ttl, &buf[ihl..total]))
-}
-
-fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
+/// A raw IPv6 IPPROTO_VRRP socket bound to `ifname`.
+fn raw6_socket(ifname: &str) -> Result<Socket, Error> {
     let s = Socket::new(
         Domain::IPV6,
         Type::RAW,
@@ -873,6 +843,11 @@ fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
     .map_err(io_err("raw IPv6 IPPROTO_VRRP socket"))?;
     s.bind_device(Some(ifname.as_bytes()))
         .map_err(io_err(format!("SO_BINDTODEVICE {ifname}")))?;
+    Ok(s)
+}
+
+fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
+    let s = raw6_socket(ifname)?;
     s.join_multicast_v6(&packet::MCAST_GROUP_V6, ifindex)
         .map_err(io_err(format!("join ff02::12 on {ifname}")))?;
     for opt in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVPKTINFO] {
@@ -899,14 +874,7 @@ fn open_rx6(ifname: &str, ifindex: u32) -> Result<Socket, Error> {
 }
 
 fn open_tx6(ifname: &str, ifindex: u32, src: Ipv6Addr) -> Result<Socket, Error> {
-    let s = Socket::new(
-        Domain::IPV6,
-        Type::RAW,
-        Some(Protocol::from(i32::from(packet::IPPROTO_VRRP))),
-    )
-    .map_err(io_err("raw IPv6 IPPROTO_VRRP socket"))?;
-    s.bind_device(Some(ifname.as_bytes()))
-        .map_err(io_err(format!("SO_BINDTODEVICE {ifname}")))?;
+    let s = raw6_socket(ifname)?;
     // The source must be the address the v3 checksum was computed with.
     s.bind(&SocketAddr::V6(SocketAddrV6::new(src, 0, 0, ifindex)).into())
         .map_err(io_err(format!("bind {src}%{ifname}")))?;
@@ -974,79 +942,42 @@ fn recv6(
     }
 }
 
-async fn reader6(iface: String, sock: Socket, out: mpsc::Sender<Rx>) {
-    // SAFETY: the Socket owns its fd for the AsyncFd's whole lifetime.
-    let fd = match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!(interface = %iface, "AsyncFd: {e}");
-            return;
-        }
-    };
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let Ok(mut guard) = fd.readable().await else {
-            return;
-        };
-        let (src, dst, hops, n) = match guard.try_io(|s| recv6(s.get_ref().as_raw_fd(), &mut buf)) {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::warn!(interface = %iface, "recvmsg: {e}");
-                continue;
-            }
-            Err(_would_block) => continue,
-        };
-        let rx = Rx {
-            iface: iface.clone(),
-            src: src.into(),
-            dst: dst.unwrap_or(packet::MCAST_GROUP_V6).into(),
-            // A missing hop limit fails the 255 check rather than passing it.
-            ttl: hops.unwrap_or(0),
-            payload: buf[..n].to_vec(),
-        };
-        if out.send(rx).await.is_err() {
-            return;
-        }
-    }
+/// One advertisement read from an IPv6 raw socket (the kernel strips the
+/// IPv6 header: addresses and hop limit come from the control messages).
+fn recv_v6(sock: &Socket, buf: &mut [u8], iface: &str) -> std::io::Result<Option<Rx>> {
+    let (src, dst, hops, n) = recv6(sock.as_raw_fd(), buf)?;
+    Ok(Some(Rx {
+        iface: iface.to_string(),
+        src: src.into(),
+        dst: dst.unwrap_or(packet::MCAST_GROUP_V6).into(),
+        // A missing hop limit fails the 255 check rather than passing it.
+        ttl: hops.unwrap_or(0),
+        payload: buf[..n].to_vec(),
+    }))
 }
 
-/// Unsolicited neighbour advertisement for an IPv6 VIP (keepalived's
-/// `ndisc_send_unsolicited_na`): to ff02::1 from the VIP, hop limit 255,
-/// Override flag, target link-layer address option.
-pub fn na_frame(mac: [u8; 6], vip: Ipv6Addr) -> [u8; 86] {
-    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-    let mut f = [0u8; 86];
-    f[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    // IPv6 header
-    f[14] = 0x60;
-    f[18..20].copy_from_slice(&32u16.to_be_bytes());
-    f[20] = 58;
-    f[21] = 255;
-    f[22..38].copy_from_slice(&vip.octets());
-    f[38..54].copy_from_slice(&all_nodes.octets());
-    // ICMPv6 NA
-    f[54] = 136;
-    f[58] = 0x20; // Override
-    f[62..78].copy_from_slice(&vip.octets());
-    f[78] = 2; // target link-layer address
-    f[79] = 1;
-    f[80..86].copy_from_slice(&mac);
-    let mut pseudo = [0u8; 40];
-    pseudo[0..16].copy_from_slice(&vip.octets());
-    pseudo[16..32].copy_from_slice(&all_nodes.octets());
-    pseudo[32..36].copy_from_slice(&32u32.to_be_bytes());
-    pseudo[39] = 58;
-    let sum = packet::checksum::combine(&[
-        packet::checksum::data(&pseudo),
-        packet::checksum::data(&f[54..86]),
-    ]);
-    f[56..58].copy_from_slice(&(!sum).to_be_bytes());
-    f
+/// One datagram read from an IPv4 raw socket, with its IPv4 header; `None`
+/// when it is not a well-formed VRRP datagram.
+fn recv_v4(mut sock: &Socket, buf: &mut [u8], iface: &str) -> std::io::Result<Option<Rx>> {
+    let n = sock.read(buf)?;
+    tracing::trace!(interface = %iface, "received {n} bytes");
+    Ok(parse_ipv4(&buf[..n]).map(|(src, dst, ttl, payload)| Rx {
+        iface: iface.to_string(),
+        src: src.into(),
+        dst: dst.into(),
+        ttl,
+        payload: payload.to_vec(),
+    }))
 }
 
-async fn reader(iface: String, sock: Socket, out: mpsc::Sender<Rx>) {
+/// Receive loop of one raw socket: `recv` ([`recv_v4`] or [`recv_v6`]) reads
+/// one datagram; what it returns goes to the shell until `out` closes.
+async fn reader(
+    iface: String,
+    sock: Socket,
+    out: mpsc::Sender<Rx>,
+    recv: fn(&Socket, &mut [u8], &str) -> std::io::Result<Option<Rx>>,
+) {
     // SAFETY: a socket2::Socket owns its fd for its whole lifetime and
     // as_raw_fd always returns that same descriptor.
     let fd = match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
@@ -1061,26 +992,17 @@ async fn reader(iface: String, sock: Socket, out: mpsc::Sender<Rx>) {
         let Ok(mut guard) = fd.readable().await else {
             return;
         };
-        let n = match guard.try_io(|s| s.get_ref().read(&mut buf)) {
-            Ok(Ok(n)) => n,
+        let rx = match guard.try_io(|s| recv(s.get_ref(), &mut buf, &iface)) {
+            Ok(Ok(Some(rx))) => rx,
+            Ok(Ok(None)) => continue,
             Ok(Err(e)) => {
                 tracing::warn!(interface = %iface, "recv: {e}");
                 continue;
             }
             Err(_would_block) => continue,
         };
-        tracing::trace!(interface = %iface, "received {n} bytes");
-        if let Some((src, dst, ttl, payload)) = parse_ipv4(&buf[..n]) {
-            let rx = Rx {
-                iface: iface.clone(),
-                src: src.into(),
-                dst: dst.into(),
-                ttl,
-                payload: payload.to_vec(),
-            };
-            if out.send(rx).await.is_err() {
-                return;
-            }
+        if out.send(rx).await.is_err() {
+            return;
         }
     }
 }
@@ -1112,21 +1034,6 @@ fn open_arp(ifindex: u32) -> std::io::Result<Socket> {
     // Receive buffer as small as possible: we never read it.
     let _ = s.set_recv_buffer_size(0);
     Ok(s)
-}
-
-/// Gratuitous ARP as keepalived sends it: broadcast ARP *request*, sender IP =
-/// target IP = VIP, target MAC ff:ff:ff:ff:ff:ff.
-pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[0..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    f[14..22].copy_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
-    f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&vip.octets());
-    f[32..38].copy_from_slice(&[0xff; 6]);
-    f[38..42].copy_from_slice(&vip.octets());
-    f
 }
 
 fn send_garps(iface: &Iface, addrs: &[IpAddr], repeat: u32) {
@@ -1170,57 +1077,5 @@ fn send_garps(iface: &Iface, addrs: &[IpAddr], repeat: u32) {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv4_frame_round_trip() {
-        let f = ipv4_frame(
-            Ipv4Addr::new(198, 18, 0, 11),
-            packet::MCAST_GROUP_V4,
-            &[1, 2, 3],
-        );
-        assert_eq!(&f[..2], &[0x45, 0xc0]);
-        let (s, d, ttl, p) = parse_ipv4(&f).unwrap();
-        assert_eq!(
-            (s, d, ttl, p),
-            (
-                Ipv4Addr::new(198, 18, 0, 11),
-                packet::MCAST_GROUP_V4,
-                255,
-                &[1u8, 2, 3][..]
-            )
-        );
-        assert!(parse_ipv4(&f[..10]).is_none());
-        assert!(parse_ipv4(&[]).is_none());
-    }
-
-    #[test]
-    fn na_checksum_verifies() {
-        let vip: Ipv6Addr = "2001:2::100".parse().unwrap();
-        let f = na_frame([2, 0, 0, 0, 0, 1], vip);
-        let mut pseudo = [0u8; 40];
-        pseudo[0..16].copy_from_slice(&vip.octets());
-        pseudo[16..32].copy_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets());
-        pseudo[35] = 32;
-        pseudo[39] = 58;
-        let sum = packet::checksum::combine(&[
-            packet::checksum::data(&pseudo),
-            packet::checksum::data(&f[54..]),
-        ]);
-        assert_eq!(sum, 0xffff);
-        assert_eq!(f[21], 255);
-    }
-
-    #[test]
-    fn garp_layout() {
-        let f = garp_frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 100));
-        assert_eq!(&f[12..14], &[0x08, 0x06]);
-        assert_eq!(&f[20..22], &[0, 1]); // request
-        assert_eq!(&f[28..32], &f[38..42]);
     }
 }
