@@ -87,10 +87,20 @@ impl Kind {
     }
 }
 
+/// VRRP timers of the pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vrrp {
+    /// The seed's: VRRPv2, advert_int 1, PASS authentication.
+    Seed,
+    /// VRRPv3, advert_int 0.1: a BACKUP that may preempt does so within
+    /// 0.4 s.
+    Fast,
+}
+
 /// keepalived.conf of one director: the seed's file with lab addresses,
 /// `connect_port`/`retry` spelled right, the given method and
 /// persistence, and `lvs_sync_daemon eth0 VI_1`.
-fn conf(master: bool, kind: Kind, persistence: Option<u32>) -> String {
+fn conf(master: bool, kind: Kind, persistence: Option<u32>, vrrp: Vrrp) -> String {
     let (router, state, prio) = if master {
         ("LVS_151", "MASTER", 100)
     } else {
@@ -124,12 +134,7 @@ vrrp_instance VI_1 {{
     interface eth0
     virtual_router_id 41
     priority {prio}
-    advert_int 1
-    authentication {{
-        auth_type PASS
-        auth_pass 1111
-    }}
-    virtual_ipaddress {{
+{timers}    virtual_ipaddress {{
         {VIP}
     }}
 }}
@@ -142,6 +147,19 @@ virtual_server {VIP} 80 {{
 {rs1}{rs2}}}
 ",
         kind = kind.lb_kind(),
+        timers = match vrrp {
+            Vrrp::Seed =>
+                "    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+",
+            Vrrp::Fast =>
+                "    version 3
+    advert_int 0.1
+",
+        },
         rs1 = rs(RS1),
         rs2 = rs(RS2),
     )
@@ -490,12 +508,21 @@ impl KeepAlive {
 /// directors running, the VIP on lvs1, lvs1 running the master sync daemon
 /// and lvs2 the backup one.
 fn pair(prefix: &str, kind: Kind, persistence: Option<u32>) -> (Lab, Director, Director) {
+    pair_with(prefix, kind, persistence, Vrrp::Seed)
+}
+
+fn pair_with(
+    prefix: &str,
+    kind: Kind,
+    persistence: Option<u32>,
+    vrrp: Vrrp,
+) -> (Lab, Director, Director) {
     let mut lab = Lab::up(prefix);
     lab.start_nginx("rs1", "rs1");
     lab.start_nginx("rs2", "rs2");
     prepare_real_servers(&mut lab, kind);
-    let mut m = Director::new(&lab, "lvs1", &conf(true, kind, persistence));
-    let mut b = Director::new(&lab, "lvs2", &conf(false, kind, persistence));
+    let mut m = Director::new(&lab, "lvs1", &conf(true, kind, persistence, vrrp));
+    let mut b = Director::new(&lab, "lvs2", &conf(false, kind, persistence, vrrp));
     m.start(&mut lab);
     b.start(&mut lab);
     let ready = wait_for(Duration::from_secs(15), || {
@@ -844,16 +871,35 @@ fn line_index(log: &str, f: impl Fn(&str) -> bool) -> Option<usize> {
     log.lines().position(f)
 }
 
+/// Drop the sync messages arriving at `node` (`on`) or let them through
+/// again (an nftables table of the test's own).
+fn block_sync(lab: &Lab, node: &str, on: bool) {
+    let script = if on {
+        "nft add table inet rvsy-block && nft add chain inet rvsy-block input '{ type filter hook input priority 0; }' && nft add rule inet rvsy-block input udp dport 8848 drop"
+    } else {
+        "nft delete table inet rvsy-block"
+    };
+    let o = lab.exec(node, &["sh", "-c", script]);
+    assert!(
+        o.status.success(),
+        "{script} in {node}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// A master whose rvsd is killed and started again: the backup takes over,
 /// and the restarted master receives the whole table (BulkEnd) before it
 /// preempts back, so the keep-alive connection keeps working through both
-/// moves.
+/// moves. The pair runs VRRPv3 at advert_int 0.1 here, so a restarted
+/// master free to preempt would do so within 0.4 s; its sync input is
+/// blocked for a while after the start, and it must stay BACKUP until the
+/// table has come.
 #[test]
 fn restarted_master_preempts_without_reset() {
     if skip_unless_root("restarted_master_preempts_without_reset") {
         return;
     }
-    let (mut lab, mut m, b) = pair("rvsy-rst", Kind::Dr, None);
+    let (mut lab, mut m, b) = pair_with("rvsy-rst", Kind::Dr, None, Vrrp::Fast);
     let ka = KeepAlive::start(&mut lab, "ka", VIP);
     let port = ka.port(&lab);
     let rs = ka.first_body(&lab);
@@ -866,7 +912,32 @@ fn restarted_master_preempts_without_reset() {
     let n = ka.answers(&lab).len();
     ka.wait_answers(&lab, n + 5, Duration::from_secs(30));
 
+    // Restart lvs1 with the table held back.
+    block_sync(&lab, "lvs1", true);
     m.start(&mut lab);
+    let backup = wait_for(Duration::from_secs(10), || {
+        m.log(&lab).contains("Entering BACKUP STATE").then_some(())
+    });
+    assert!(
+        backup.is_some(),
+        "lvs1's VRRP did not start: {}",
+        m.log(&lab)
+    );
+    // Held: no preemption for several master-down intervals (0.38 s) ...
+    let early = wait_for(Duration::from_millis(1500), || {
+        lab.has_addr("lvs1", VIP).then_some(())
+    });
+    let log = m.log(&lab);
+    assert!(
+        early.is_none() && !log.contains("Entering MASTER STATE"),
+        "lvs1 preempted before it had the table:\n{log}"
+    );
+    assert!(
+        !log.contains("connection table received"),
+        "the table came through the block:\n{log}"
+    );
+    // ... and once the table comes, lvs1 takes the VIP back.
+    block_sync(&lab, "lvs1", false);
     let back = wait_for(Duration::from_secs(20), || {
         (lab.has_addr("lvs1", VIP) && !lab.has_addr("lvs2", VIP)).then_some(())
     });
