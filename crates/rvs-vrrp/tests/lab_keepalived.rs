@@ -12,11 +12,11 @@ use std::time::Duration;
 use lab::*;
 
 fn have_keepalived(test: &str) -> bool {
-    if !Path::new("/usr/sbin/keepalived").exists() {
-        println!("{test}: skipped: needs /usr/sbin/keepalived");
-        return false;
-    }
-    true
+    !rvs_lab::skip_unless_exists(
+        test,
+        Path::new("/usr/sbin/keepalived"),
+        rvs_lab::need::KEEPALIVED,
+    )
 }
 
 #[test]

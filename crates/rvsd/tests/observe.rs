@@ -2,9 +2,9 @@
 //! `--metrics-listen` on loopback, real clients drive traffic through the
 //! proxy engine, and the tests scrape `/metrics` (values and the exposition
 //! format, checked with `prometheus-parse` and a strict line checker), read
-//! `/api/state`, and load the dashboard in headless Chromium (skipped with a
-//! note when no Chromium is installed), saving a screenshot as
-//! `target/dashboard.png`.
+//! `/api/state`, and load the dashboard in headless Chromium (skipped when
+//! no Chromium is installed, a failure with `RVS_REQUIRE_LAB=1`), saving a
+//! screenshot as `target/dashboard.png`.
 
 mod common;
 
@@ -800,9 +800,10 @@ fn polls(dom: &str) -> u64 {
 #[test]
 fn dashboard_renders_live_data_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        eprintln!(
-            "note: skipping dashboard_renders_live_data_in_headless_chromium: no chromium in PATH \
-             (Debian: apt-get install chromium; or set RVS_CHROMIUM)"
+        rvs_lab::skip(
+            "rvsd dashboard_renders_live_data_in_headless_chromium",
+            rvs_lab::need::CHROMIUM,
+            "no chromium, chromium-browser or google-chrome in PATH",
         );
         return;
     };

@@ -14,7 +14,7 @@ pub const VIP: &str = "198.18.0.100";
 /// 198.18.0.0/15; VRRPv3 itself runs on the link-local addresses.
 pub const VIP6: &str = "2001:2::100";
 
-/// Root check; prints the skip line.
+/// Root check; false (and a recorded skip, see `rvs_lab::skip`) without.
 pub fn need_root(test: &str) -> bool {
     !rvs_lab::skip_unless_root(test)
 }
