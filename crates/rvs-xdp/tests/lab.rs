@@ -337,6 +337,12 @@ fn body(seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Fault threshold for a 1 MiB upload through the engine: segmented
+/// GSO aggregates take well under a second, while dropped ones make TCP
+/// crawl by retransmissions (~30 s). 15 s tells the two apart even on a
+/// loaded machine (speed itself is measured by the benchmarks).
+const UPLOAD_FAULT_SECS: f64 = 15.0;
+
 /// `curl -T file http://VIP/up/NAME` from the client: (HTTP code, seconds).
 fn upload(lab: &Lab, file: &Path, name: &str, max_secs: u32) -> (String, f64) {
     let o = lab.exec(
@@ -418,14 +424,14 @@ fn gso_upload_dr() {
     for i in 0..2 {
         let name = format!("f{i}");
         // Without multi-buffer this takes ~30 s (retransmissions only).
-        let (code, secs) = upload(&s.lab, &file, &name, 10);
+        let (code, secs) = upload(&s.lab, &file, &name, 20);
         assert_eq!(
             code,
             "201",
             "upload {name}: {secs}s; lvs log: {}",
             s.lab.log("lvs")
         );
-        assert!(secs < 5.0, "upload {name} took {secs}s");
+        assert!(secs < UPLOAD_FAULT_SECS, "upload {name} took {secs}s");
         let got = uploaded(&s.lab, &name).expect("uploaded file on a real server");
         assert!(
             got == data,
@@ -494,14 +500,14 @@ fn gso_nat() {
     let data = body(0);
     let file = s.lab.dir.path().join("body");
     std::fs::write(&file, &data).expect("body");
-    let (code, secs) = upload(&s.lab, &file, "n0", 10);
+    let (code, secs) = upload(&s.lab, &file, "n0", 20);
     assert_eq!(
         code,
         "201",
         "upload: {secs}s; lvs log: {}",
         s.lab.log("lvs")
     );
-    assert!(secs < 5.0, "upload took {secs}s");
+    assert!(secs < UPLOAD_FAULT_SECS, "upload took {secs}s");
     assert!(
         uploaded(&s.lab, "n0").is_some_and(|g| g == data),
         "upload content"
@@ -634,14 +640,14 @@ fn gso_tun() {
     std::fs::write(&file, &data).expect("body");
     for i in 0..2 {
         let name = format!("t{i}");
-        let (code, secs) = upload(&s.lab, &file, &name, 10);
+        let (code, secs) = upload(&s.lab, &file, &name, 20);
         assert_eq!(
             code,
             "201",
             "upload {name}: {secs}s; lvs log: {}",
             s.lab.log("lvs")
         );
-        assert!(secs < 5.0, "upload {name} took {secs}s");
+        assert!(secs < UPLOAD_FAULT_SECS, "upload {name} took {secs}s");
         assert!(
             uploaded(&s.lab, &name).is_some_and(|g| g == data),
             "upload {name} content"
