@@ -5,7 +5,10 @@
 //! bridge; real servers hold the VIP 198.18.0.100 on `lo` with arp_ignore /
 //! arp_announce as in the seed). Dropping the [`Lab`] kills every process it
 //! started and deletes the namespaces, even when the test panics. Each test
-//! uses its own prefix so tests run in parallel.
+//! uses its own prefix so tests run in parallel, and the namespaces carry the
+//! test process's pid (`PREFIX-PID-NODE`) so that two test runs on one
+//! machine (two worktrees, CI next to a developer) never share or delete
+//! each other's namespaces.
 //!
 //! Only addresses from 198.18.0.0/15 are used, and for IPv6 ([`v6`]) only
 //! 2001:2::/48.
@@ -221,6 +224,27 @@ pub struct NginxOpts<'a> {
     pub probe: Option<&'a str>,
 }
 
+/// `PREFIX-PID` of namespaces left by test processes that no longer exist
+/// (killed before their `Lab` was dropped).
+fn stale_prefixes(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+            let (pid, _node) = rest.split_once('-')?;
+            let pid: u32 = pid.parse().ok()?;
+            let gone = !Path::new(&format!("/proc/{pid}")).exists();
+            gone.then(|| format!("{prefix}-{pid}"))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A running lab; torn down on drop.
 pub struct Lab {
     pub prefix: String,
@@ -229,9 +253,14 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Build the topology under `prefix` (tear down any leftover first).
+    /// Build the topology under `prefix`-PID (tear down any leftover of a
+    /// test run that is gone first).
     pub fn up(prefix: &str) -> Lab {
         let script = repo_root().join("scripts/netns-lab");
+        for stale in stale_prefixes(prefix) {
+            let _ = Command::new(&script).args(["down", &stale]).output();
+        }
+        let prefix = &format!("{prefix}-{}", std::process::id());
         let _ = Command::new(&script).args(["down", prefix]).output();
         let out = Command::new(&script)
             .args(["up", prefix])
