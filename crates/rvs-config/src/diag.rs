@@ -132,27 +132,26 @@ pub fn config_test_exit_code(diags: &[Diagnostic]) -> i32 {
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let (n, m) = (a.len(), b.len());
-    let mut d = vec![vec![0usize; m + 1]; n + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=n {
+    let m = b.len();
+    // Three rows of the matrix: i-2, i-1 and i (a transposition looks two
+    // rows back).
+    let mut prev2 = vec![0usize; m + 1];
+    let mut prev: Vec<usize> = (0..=m).collect();
+    let mut cur = vec![0usize; m + 1];
+    for i in 1..=a.len() {
+        cur[0] = i;
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut v = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
+                v = v.min(prev2[j - 2] + 1);
             }
-            d[i][j] = v;
+            cur[j] = v;
         }
+        std::mem::swap(&mut prev2, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
     }
-    d[n][m]
+    prev[m]
 }
 
 /// Closest candidate within a small edit distance (≤ 2, ≤ 1 for short words;
@@ -164,9 +163,15 @@ pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     if let Some(c) = candidates.iter().find(|c| c.eq_ignore_ascii_case(word)) {
         return Some(c);
     }
-    let max = if word.chars().count() <= 4 { 1 } else { 2 };
+    let len = word.chars().count();
+    let max = if len <= 4 { 1 } else { 2 };
     let mut best: Option<(usize, &'a str)> = None;
     for c in candidates {
+        // The distance is at least the difference in length: most
+        // candidates are out of reach without filling the matrix.
+        if c.chars().count().abs_diff(len) > max {
+            continue;
+        }
         let d = edit_distance(word, c);
         if d <= max && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
@@ -190,6 +195,40 @@ mod tests {
         );
         assert_eq!(suggest("zzzzzz", &["connect_port"]), None);
         assert_eq!(suggest("Weight", &["weight"]), Some("weight"));
+    }
+
+    /// The full-matrix definition, to check the three-row one against.
+    fn osa_reference(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        let (n, m) = (a.len(), b.len());
+        let mut d = vec![vec![0usize; m + 1]; n + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=n {
+            for j in 1..=m {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut v = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    v = v.min(d[i - 2][j - 2] + 1);
+                }
+                d[i][j] = v;
+            }
+        }
+        d[n][m]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn edit_distance_matches_the_matrix(a in "[a-d_]{0,9}", b in "[a-d_]{0,9}") {
+            proptest::prop_assert_eq!(edit_distance(&a, &b), osa_reference(&a, &b));
+        }
     }
 
     fn d(class: ConfigErr) -> Diagnostic {

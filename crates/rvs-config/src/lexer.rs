@@ -8,6 +8,7 @@
 //! splitting and tokenising (default tokeniser).
 
 use crate::diag::{ConfigErr, Diagnostic, Severity};
+use crate::read;
 use crate::LoadOptions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub(crate) struct Lexer<'o> {
     /// Set by a failing strict include (`includem` ...): keepalived exits
     /// "not configured" (6).
     pub strict_include_failure: Option<String>,
+    /// Bytes of configuration text read so far, the main file included
+    /// (capped at `read::MAX_TOTAL_BYTES`).
+    bytes_read: u64,
 }
 
 fn is_ws(c: char) -> bool {
@@ -332,6 +336,7 @@ impl<'o> Lexer<'o> {
             include_default: String::new(),
             overflow_reported: false,
             strict_include_failure: None,
+            bytes_read: 0,
         }
     }
 
@@ -360,6 +365,7 @@ impl<'o> Lexer<'o> {
 
     /// Register a file and process its text.
     pub(crate) fn add_file(&mut self, name: String, dir: PathBuf, text: &str) {
+        self.bytes_read += text.len() as u64;
         let idx = self.files.len() as u32;
         self.files.push(name);
         self.dirs.push(dir);
@@ -516,9 +522,6 @@ impl<'o> Lexer<'o> {
                 );
             }
             for path in all {
-                if path.is_dir() {
-                    continue;
-                }
                 let canon = path.canonicalize().unwrap_or_else(|_| path.clone());
                 if self.include_stack.contains(&canon) {
                     self.diag(
@@ -533,7 +536,19 @@ impl<'o> Lexer<'o> {
                     );
                     continue;
                 }
-                match std::fs::read(&path) {
+                let readable = if variant == ' ' {
+                    self.include_default.contains(['r', 'a'])
+                } else {
+                    matches!(variant, 'r' | 'a')
+                };
+                let read = read::read_bounded(&path, read::MAX_FILE_BYTES).and_then(|bytes| {
+                    if self.bytes_read + bytes.len() as u64 > read::MAX_TOTAL_BYTES {
+                        Err(read::ReadError::TooBig(read::MAX_TOTAL_BYTES))
+                    } else {
+                        Ok(bytes)
+                    }
+                });
+                match read {
                     Ok(bytes) => {
                         let s = String::from_utf8_lossy(&bytes).into_owned();
                         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -546,14 +561,20 @@ impl<'o> Lexer<'o> {
                         self.include_stack.pop();
                     }
                     Err(e) => {
-                        let msg =
-                            format!("Unable to read configuration file {} ({e})", path.display());
-                        let readable = if variant == ' ' {
-                            self.include_default.contains(['r', 'a'])
+                        let total =
+                            matches!(e, read::ReadError::TooBig(c) if c == read::MAX_TOTAL_BYTES);
+                        let msg = if total {
+                            format!(
+                                "Configuration files exceed {} MiB in total - skipping '{}'",
+                                read::MAX_TOTAL_BYTES >> 20,
+                                path.display()
+                            )
                         } else {
-                            matches!(variant, 'r' | 'a')
+                            e.message(&path)
                         };
                         if readable {
+                            // keepalived's INCLUDE_R: a failed strict include
+                            // leaves the daemon unconfigured.
                             self.diag(
                                 Severity::Fatal,
                                 ConfigErr::FileNotFound,
@@ -562,6 +583,12 @@ impl<'o> Lexer<'o> {
                                 msg.clone(),
                             );
                             self.strict_include_failure.get_or_insert(msg);
+                        } else if matches!(
+                            e,
+                            read::ReadError::Directory | read::ReadError::NotRegular
+                        ) {
+                            // keepalived logs these and goes on (CONFIG_OK).
+                            self.diag(Severity::Warning, ConfigErr::Ok, span, &pat, msg);
                         } else {
                             self.diag(Severity::Error, ConfigErr::GeneralError, span, &pat, msg);
                         }
@@ -1110,6 +1137,34 @@ fn tokenize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn total_of_included_text_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.conf"), "global_defs {\n}\n").unwrap();
+        let opts = LoadOptions::default();
+        let mut lx = Lexer::new(&opts);
+        // As if 64 MiB minus 4 bytes had been read already.
+        lx.bytes_read = read::MAX_TOTAL_BYTES - 4;
+        lx.add_file(
+            "t.conf".into(),
+            dir.path().to_path_buf(),
+            "include a.conf\n",
+        );
+        assert_eq!(lx.files.len(), 1, "a.conf must not be read");
+        let d = &lx.diags[0];
+        assert_eq!(
+            d.message,
+            format!(
+                "Configuration files exceed 64 MiB in total - skipping '{}'",
+                dir.path().join("a.conf").display()
+            )
+        );
+        assert_eq!(
+            (d.severity, d.class),
+            (Severity::Error, ConfigErr::GeneralError)
+        );
+    }
 
     fn lex(src: &str, id: &str) -> (Vec<String>, Vec<Diagnostic>) {
         let opts = LoadOptions {

@@ -42,6 +42,12 @@
 //!   change the `-t` exit code).
 //! - `include_check` applies to the plain `include` lines that follow it in
 //!   the text (keepalived applies it once global_defs has been parsed).
+//! - Reads are bounded: a file over [`MAX_FILE_BYTES`] (16 MiB), or that
+//!   would take the main file and its includes past [`MAX_TOTAL_BYTES`]
+//!   (64 MiB), is skipped with an error. keepalived has no cap. Like
+//!   keepalived, a directory or anything but a regular non-executable file
+//!   (FIFO, `/dev/zero`, socket) is skipped with its warning and never
+//!   opened for reading, so `include` of such a file cannot block.
 //!
 //! ```
 //! let text = "virtual_server 10.0.0.1 80 {\n lb_algo rr\n lb_kind DR\n real_server 10.0.0.2 80 {\n  TCP_CHECK {\n   connet_port 81\n  }\n }\n}\n";
@@ -54,12 +60,14 @@
 pub mod diag;
 mod lexer;
 pub mod model;
+mod read;
 mod tree;
 mod typed;
 
 pub use diag::{config_test_exit_code, ConfigErr, Diagnostic, Severity};
 pub use lexer::{split_quoted_escaped, Span, Token};
 pub use model::*;
+pub use read::{MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 pub use tree::{Block, Node};
 
 use std::collections::BTreeMap;
@@ -112,6 +120,17 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The main file is a directory, not a regular non-executable file
+    /// (keepalived skips it: `Configuration file 'F' is not a regular
+    /// non-executable file - skipping`), or larger than [`MAX_FILE_BYTES`].
+    #[error("{message}")]
+    Unreadable {
+        path: PathBuf,
+        message: String,
+        /// Over the size cap (an rvs limit), not a kind of file keepalived
+        /// skips.
+        too_big: bool,
+    },
     /// A strict include (`includem`, `includer`, ...) failed; keepalived
     /// exits "not configured".
     #[error("{message}")]
@@ -126,9 +145,18 @@ impl LoadError {
     /// main file returns 0 (observed; it prints the message only); a failing
     /// strict include exits 6 ("not configured"). A daemon that cannot load
     /// its main file should exit 6 as well ([`LoadError::daemon_exit_code`]).
+    /// A main file keepalived skips (directory, FIFO, device) is like a
+    /// missing one (0); one over rvs's size cap is a file error (4).
     pub fn config_test_exit_code(&self) -> i32 {
         match self {
             LoadError::NotFound { .. } => 0,
+            LoadError::Unreadable { too_big, .. } => {
+                if *too_big {
+                    4
+                } else {
+                    0
+                }
+            }
             LoadError::StrictInclude { .. } => 6,
         }
     }
@@ -139,11 +167,20 @@ impl LoadError {
 }
 
 /// Read and parse `path` (includes are resolved relative to each including
-/// file). Diagnostics use `path` as given for the main file.
+/// file). Diagnostics use `path` as given for the main file. Every file
+/// read is bounded (see [`MAX_FILE_BYTES`], [`MAX_TOTAL_BYTES`]); a
+/// directory, FIFO or device is skipped as keepalived does.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::NotFound {
-        path: path.to_path_buf(),
-        source,
+    let bytes = read::read_bounded(path, MAX_FILE_BYTES).map_err(|e| match e {
+        read::ReadError::Io(source) => LoadError::NotFound {
+            path: path.to_path_buf(),
+            source,
+        },
+        e => LoadError::Unreadable {
+            path: path.to_path_buf(),
+            message: e.message(path),
+            too_big: matches!(e, read::ReadError::TooBig(_)),
+        },
     })?;
     let text = String::from_utf8_lossy(&bytes);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -3,6 +3,7 @@
 use rvs_config::*;
 use std::fs;
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 fn opts() -> LoadOptions {
@@ -781,4 +782,122 @@ fn virtualhost_inheritance() {
             Some("rs.example".to_string())
         ]
     );
+}
+
+/// `include` of what keepalived 2.2.7 skips (a directory, a FIFO, a device,
+/// an executable): a warning with keepalived's text, the rest of the file is
+/// read, and nothing blocks or grows.
+#[test]
+fn include_of_non_regular_files_is_skipped_with_keepalived_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.conf");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path in our temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    fs::create_dir(dir.path().join("sub.conf")).unwrap();
+    let main = dir.path().join("k.conf");
+    fs::write(
+        &main,
+        "include /dev/zero\ninclude fifo.conf\ninclude *.conf\n\
+         vrrp_instance A { virtual_router_id 1 }\n",
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let l = load(&main, &opts()).unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(l.config.vrrp_instances.len(), 1);
+    let msgs: Vec<String> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.starts_with("Configuration file"))
+        .map(|d| {
+            assert_eq!(d.severity, Severity::Warning, "{d}");
+            assert_eq!(d.class, ConfigErr::Ok, "{d}");
+            d.message.replace(&*dir.path().to_string_lossy(), "D")
+        })
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "Configuration file '/dev/zero' is not a regular non-executable file - skipping",
+            "Configuration file 'D/fifo.conf' is not a regular non-executable file - skipping",
+            // *.conf: the FIFO again, k.conf (an include loop), the directory
+            "Configuration file 'D/fifo.conf' is not a regular non-executable file - skipping",
+            "Configuration file 'D/sub.conf' is a directory - skipping",
+        ]
+    );
+    assert_eq!(l.config_test_exit_code(), 5, "the include loop is an error");
+
+    // includer / includea: keepalived's INCLUDE_R makes it fatal.
+    fs::write(&main, "includer /dev/zero\n").unwrap();
+    let e = load(&main, &opts()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Configuration file '/dev/zero' is not a regular non-executable file - skipping"
+    );
+    assert_eq!(e.config_test_exit_code(), 6);
+
+    // An executable file is skipped too (keepalived: "non-executable").
+    use std::os::unix::fs::PermissionsExt;
+    let x = dir.path().join("x.inc");
+    fs::write(&x, "vrrp_instance B { virtual_router_id 2 }\n").unwrap();
+    fs::set_permissions(&x, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(&main, "include x.inc\n").unwrap();
+    let l = load(&main, &opts()).unwrap();
+    assert!(l.config.vrrp_instances.is_empty());
+    assert!(l.diagnostics.iter().any(|d| d
+        .message
+        .ends_with("is not a regular non-executable file - skipping")));
+}
+
+/// `/proc/self/*` holds files that say they are regular with size 0 and are
+/// huge (`pagemap`): every read stops at the per-file cap, so the load
+/// returns promptly and bounded.
+#[test]
+fn include_of_proc_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("k.conf");
+    fs::write(
+        &main,
+        "include /proc/self/*\nvrrp_instance A { virtual_router_id 1 }\n",
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let l = load(&main, &opts()).unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(l.config.vrrp_instances.len(), 1);
+    let too_big = l
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("pagemap"))
+        .expect("pagemap diagnostic");
+    assert!(
+        too_big.message.contains("is larger than 16 MiB - skipping"),
+        "{too_big}"
+    );
+    assert!(too_big.is_error());
+}
+
+#[test]
+fn main_file_must_be_a_bounded_regular_file() {
+    let e = load(Path::new("/dev/zero"), &opts()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Configuration file '/dev/zero' is not a regular non-executable file - skipping"
+    );
+    assert_eq!(e.config_test_exit_code(), 0, "as keepalived -t");
+    assert_eq!(e.daemon_exit_code(), 6);
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(dir.path(), &opts()).unwrap_err();
+    assert!(e.to_string().ends_with("is a directory - skipping"), "{e}");
+    let big = dir.path().join("big.conf");
+    let f = fs::File::create(&big).unwrap();
+    f.set_len(MAX_FILE_BYTES + 1).unwrap(); // sparse
+    let e = load(&big, &opts()).unwrap_err();
+    assert!(e.to_string().contains("is larger than 16 MiB"), "{e}");
+    assert_eq!(e.config_test_exit_code(), 4);
 }

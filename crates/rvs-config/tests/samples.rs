@@ -1,15 +1,15 @@
 //! Every sample configuration shipped in Debian's keepalived package parses
-//! without errors (warnings are listed). Skipped when the package is absent.
+//! without errors (warnings are listed). Skipped (a failure with
+//! `RVS_REQUIRE_LAB=1`) when the package is absent.
 
 use rvs_config::*;
 use std::path::Path;
 
 const DIR: &str = "/usr/share/doc/keepalived/samples";
 
-fn samples() -> Option<Vec<std::path::PathBuf>> {
+fn samples(test: &str) -> Option<Vec<std::path::PathBuf>> {
     let dir = Path::new(DIR);
-    if !dir.is_dir() {
-        println!("NOTE: {DIR} is missing (install the keepalived package) - sample test skipped");
+    if rvs_lab::skip_unless_exists(test, dir, rvs_lab::need::KEEPALIVED_SAMPLES) {
         return None;
     }
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -27,7 +27,9 @@ fn samples() -> Option<Vec<std::path::PathBuf>> {
 
 #[test]
 fn all_samples_parse_without_errors() {
-    let Some(files) = samples() else { return };
+    let Some(files) = samples("rvs-config all_samples_parse_without_errors") else {
+        return;
+    };
     assert!(
         files.len() >= 20,
         "expected the 25 upstream samples, found {}",
@@ -75,7 +77,7 @@ fn all_samples_parse_without_errors() {
 
 #[test]
 fn sample_details() {
-    if samples().is_none() {
+    if samples("rvs-config sample_details").is_none() {
         return;
     }
     let opts = LoadOptions {

@@ -5,7 +5,10 @@
 //! bridge; real servers hold the VIP 198.18.0.100 on `lo` with arp_ignore /
 //! arp_announce as in the seed). Dropping the [`Lab`] kills every process it
 //! started and deletes the namespaces, even when the test panics. Each test
-//! uses its own prefix so tests run in parallel.
+//! uses its own prefix so tests run in parallel, and the namespaces carry the
+//! test process's pid (`PREFIX-PID-NODE`) so that two test runs on one
+//! machine (two worktrees, CI next to a developer) never share or delete
+//! each other's namespaces.
 //!
 //! Only addresses from 198.18.0.0/15 are used, and for IPv6 ([`v6`]) only
 //! 2001:2::/48.
@@ -29,12 +32,158 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Print a skip note and return true when the lab cannot run here.
+/// Something a test needs that a machine may lack, and how to provide it.
+/// The `scripts/test` summary groups skipped tests by [`Need::what`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// What is missing, e.g. "keepalived (/usr/sbin/keepalived)".
+    pub what: &'static str,
+    /// How to provide it, e.g. "apt-get install keepalived".
+    pub fix: &'static str,
+}
+
+/// The things lab and end-to-end tests need (see [`skip`]).
+pub mod need {
+    use super::Need;
+
+    pub const ROOT: Need = Need {
+        what: "root (network namespaces, raw sockets, nftables)",
+        fix: "run the tests as root, e.g. sudo -E scripts/test",
+    };
+    pub const KEEPALIVED: Need = Need {
+        what: "keepalived (/usr/sbin/keepalived)",
+        fix: "apt-get install keepalived",
+    };
+    pub const KEEPALIVED_SAMPLES: Need = Need {
+        what: "keepalived's sample configurations (/usr/share/doc/keepalived/samples)",
+        fix: "apt-get install keepalived (with /usr/share/doc not excluded from dpkg)",
+    };
+    pub const CHROMIUM: Need = Need {
+        what: "a headless Chromium",
+        fix: "apt-get install chromium, or set RVS_CHROMIUM to its binary",
+    };
+    pub const OPENSSL: Need = Need {
+        what: "the openssl command",
+        fix: "apt-get install openssl",
+    };
+    pub const ICMP_SOCKET: Need = Need {
+        what: "permission to open ICMP sockets",
+        fix: "run as root, or let your group use ping sockets (sysctl net.ipv4.ping_group_range)",
+    };
+    pub const XDP: Need = Need {
+        what: "XDP and AF_XDP support in the kernel",
+        fix: "a kernel with CONFIG_XDP_SOCKETS and CONFIG_BPF_SYSCALL (generic XDP on veth is enough)",
+    };
+    pub const XDP_MULTI_BUFFER: Need = Need {
+        what: "AF_XDP multi-buffer (XDP_USE_SG)",
+        fix: "a kernel >= 6.6",
+    };
+    pub const PACKET_REALSERVER: Need = Need {
+        what: "the rvs-packet-realserver binary",
+        fix: "cargo build -p rvs-packet --bin rvs-packet-realserver, or set RVS_PACKET_REALSERVER",
+    };
+    pub const PACKET_LVS: Need = Need {
+        what: "RVS_PACKET_LVS (path of a release rvs-packet-lvs)",
+        fix:
+            "cargo build --release -p rvs-packet --bin rvs-packet-lvs and set RVS_PACKET_LVS to it",
+    };
+}
+
+/// Environment variable that turns every skip into a failure (`.ci/run`
+/// sets it).
+pub const REQUIRE_LAB: &str = "RVS_REQUIRE_LAB";
+
+/// Where skips are recorded (one `test<TAB>what<TAB>fix` line each):
+/// `$RVS_SKIP_LOG`, else `target/rvs-skips.txt` under the repository root.
+/// `scripts/test` empties it first and summarises it at the end.
+pub fn skip_log() -> PathBuf {
+    std::env::var_os("RVS_SKIP_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/rvs-skips.txt"))
+}
+
+/// `test` cannot run here for lack of `need` (`detail`: what was seen, may
+/// be empty); the caller returns right after.
+///
+/// With `RVS_REQUIRE_LAB=1` this panics, naming what is missing and the
+/// fix, so a machine that should run everything (CI) cannot pass by
+/// skipping. Otherwise it prints a line to stderr that the test harness
+/// does not capture and appends a record to [`skip_log`], which
+/// `scripts/test` counts per reason.
+pub fn skip(test: &str, need: Need, detail: &str) {
+    let require = std::env::var(REQUIRE_LAB).is_ok_and(|v| v == "1");
+    // Straight to the stderr handle: the harness captures only the print
+    // macros, and a skip must be visible in a normal run.
+    let mut err = std::io::stderr();
+    if let Err(msg) = record_skip(test, need, detail, require, &skip_log(), &mut err) {
+        panic!("{msg}");
+    }
+}
+
+/// [`skip`] without the environment: `Err(message)` when `require`,
+/// else the visible line to `out` and the record appended to `log`.
+fn record_skip(
+    test: &str,
+    need: Need,
+    detail: &str,
+    require: bool,
+    log: &Path,
+    out: &mut dyn std::io::Write,
+) -> Result<(), String> {
+    let detail = if detail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", detail.trim())
+    };
+    if require {
+        return Err(format!(
+            "{test} cannot run here: it needs {}{detail}. Fix: {}. \
+             ({REQUIRE_LAB}=1 turns skips into failures; unset it to skip.)",
+            need.what, need.fix
+        ));
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        out,
+        "SKIPPED {test}: needs {}{detail}; fix: {}",
+        need.what, need.fix
+    );
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // One short write with O_APPEND, so parallel test processes do not
+    // interleave their lines.
+    let line = format!(
+        "{}\t{}\t{}\n",
+        test.replace(['\t', '\n'], " "),
+        need.what,
+        need.fix
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+    Ok(())
+}
+
+/// [`skip`] for lack of root; true when the test must return.
 pub fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("skipped: {test} needs root (network namespaces)");
+    skip(test, need::ROOT, "");
+    true
+}
+
+/// [`skip`] when `path` does not exist; true when the test must return.
+pub fn skip_unless_exists(test: &str, path: &Path, need: Need) -> bool {
+    if path.exists() {
+        return false;
+    }
+    skip(test, need, &format!("{} not found", path.display()));
     true
 }
 
@@ -75,6 +224,27 @@ pub struct NginxOpts<'a> {
     pub probe: Option<&'a str>,
 }
 
+/// `PREFIX-PID` of namespaces left by test processes that no longer exist
+/// (killed before their `Lab` was dropped).
+fn stale_prefixes(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+            let (pid, _node) = rest.split_once('-')?;
+            let pid: u32 = pid.parse().ok()?;
+            let gone = !Path::new(&format!("/proc/{pid}")).exists();
+            gone.then(|| format!("{prefix}-{pid}"))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// A running lab; torn down on drop.
 pub struct Lab {
     pub prefix: String,
@@ -83,9 +253,14 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Build the topology under `prefix` (tear down any leftover first).
+    /// Build the topology under `prefix`-PID (tear down any leftover of a
+    /// test run that is gone first).
     pub fn up(prefix: &str) -> Lab {
         let script = repo_root().join("scripts/netns-lab");
+        for stale in stale_prefixes(prefix) {
+            let _ = Command::new(&script).args(["down", &stale]).output();
+        }
+        let prefix = &format!("{prefix}-{}", std::process::id());
         let _ = Command::new(&script).args(["down", prefix]).output();
         let out = Command::new(&script)
             .args(["up", prefix])
@@ -326,5 +501,56 @@ impl Drop for Lab {
         let _ = Command::new(repo_root().join("scripts/netns-lab"))
             .args(["down", &self.prefix])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_is_recorded_or_fails_when_the_lab_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sub/skips.txt");
+        let mut out = Vec::new();
+        record_skip("t1", need::KEEPALIVED, "", false, &log, &mut out).unwrap();
+        record_skip("t2", need::ROOT, "uid 1000", false, &log, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "SKIPPED t1: needs {}; fix: {}\nSKIPPED t2: needs {} (uid 1000); fix: {}\n",
+                need::KEEPALIVED.what,
+                need::KEEPALIVED.fix,
+                need::ROOT.what,
+                need::ROOT.fix
+            )
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "t1\t{}\t{}\nt2\t{}\t{}\n",
+                need::KEEPALIVED.what,
+                need::KEEPALIVED.fix,
+                need::ROOT.what,
+                need::ROOT.fix
+            )
+        );
+        let err = record_skip(
+            "t3",
+            need::OPENSSL,
+            "not in PATH",
+            true,
+            &log,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("t3 cannot run here: it needs the openssl command (not in PATH)")
+                && err.contains("Fix: apt-get install openssl"),
+            "{err}"
+        );
+        // a required skip records nothing
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
     }
 }

@@ -1,6 +1,6 @@
 //! Lab tests: the packet engine (`rvs-packet-lvs`) in the lvs1 namespace,
-//! real nginx on rs1/rs2, curl from the client. Root only (prints
-//! "skipped: needs root" otherwise). Each test has its own namespace
+//! real nginx on rs1/rs2, curl from the client. Root only (a recorded
+//! skip otherwise, see `rvs_lab::skip`). Each test has its own namespace
 //! prefix; the `Lab` guard tears everything down even on failure.
 //!
 //! Run: `cargo test -p rvs-packet --test lab -- --test-threads=2`

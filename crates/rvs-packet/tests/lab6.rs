@@ -2,8 +2,8 @@
 //! namespace serving an IPv6 VIP (DR, NAT, ip6ip6 TUN) and mixed-family
 //! TUN, real nginx listening on IPv6 on rs1/rs2, `curl -6` from the
 //! client. Addresses: 2001:2:0:1::/64 (RFC 5180 benchmarking range) and,
-//! for IPv4, 198.18.0.0/15 only. Root only (prints "skipped: needs root"
-//! otherwise). Each test has its own namespace prefix; the `Lab` guard
+//! for IPv4, 198.18.0.0/15 only. Root only (a recorded skip otherwise, see
+//! `rvs_lab::skip`). Each test has its own namespace prefix; the `Lab` guard
 //! tears everything down even on failure.
 //!
 //! Run: `cargo test -p rvs-packet --test lab6 -- --test-threads=2`

@@ -1,6 +1,7 @@
 //! Lab tests: the AF_XDP engine (`rvs-xdp-lvs`) in the lvs1 namespace,
 //! real nginx on rs1/rs2 (prepared for DR by `scripts/netns-lab`), curl (and wrk) from the client. Root only
-//! (prints "skipped: ..." otherwise, or when XDP/AF_XDP is unavailable).
+//! (skipped otherwise, or when XDP/AF_XDP is unavailable: see
+//! `rvs_lab::skip`; with `RVS_REQUIRE_LAB=1` a skip is a failure).
 //!
 //! Run: `cargo test -p rvs-xdp --test lab -- --test-threads=1`
 //!
@@ -12,7 +13,7 @@
 //!   cargo test --release -p rvs-xdp --test lab -- --ignored --nocapture throughput
 //! ```
 
-use rvs_lab::{skip_unless_root, wait_for, Lab, RS1, RS2, VIP};
+use rvs_lab::{need, skip_unless_root, wait_for, Lab, RS1, RS2, VIP};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,8 +28,8 @@ struct Setup {
 }
 
 /// Start `prog` (rvs-xdp-lvs or rvs-packet-lvs) in lvs1 for VIP:80 → rs1,
-/// rs2 by DR. `None` (and a "skipped" line) when the XDP engine cannot
-/// start on this kernel.
+/// rs2 by DR. `None` (and a recorded skip, see `rvs_lab::skip`) when the
+/// XDP engine cannot start on this kernel.
 fn start_lvs(lab: &mut Lab, prog: &str, name: &str, method: &str, dump: &Path) -> Option<u32> {
     start_lvs_port(lab, prog, name, method, dump, 80, false, &[])
 }
@@ -81,7 +82,7 @@ fn start_lvs_port(
         Some(false) => {
             let log = lab.log(name);
             if log.contains("XDP") || log.contains("AF_XDP") {
-                eprintln!("skipped: no XDP/AF_XDP support here: {log}");
+                rvs_lab::skip(&format!("rvs-xdp {}", lab.prefix), need::XDP, &log);
                 None
             } else {
                 panic!("engine did not start: {log}")
@@ -272,7 +273,7 @@ fn tun() {
         return;
     }
     let Some(rs_prog) = realserver_prog() else {
-        eprintln!("skipped: rvs-xdp tun needs rvs-packet-realserver (build it, or set RVS_PACKET_REALSERVER)");
+        rvs_lab::skip("rvs-xdp tun", need::PACKET_REALSERVER, "");
         return;
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -336,6 +337,12 @@ fn body(seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Fault threshold for a 1 MiB upload through the engine: segmented
+/// GSO aggregates take well under a second, while dropped ones make TCP
+/// crawl by retransmissions (~30 s). 15 s tells the two apart even on a
+/// loaded machine (speed itself is measured by the benchmarks).
+const UPLOAD_FAULT_SECS: f64 = 15.0;
+
 /// `curl -T file http://VIP/up/NAME` from the client: (HTTP code, seconds).
 fn upload(lab: &Lab, file: &Path, name: &str, max_secs: u32) -> (String, f64) {
     let o = lab.exec(
@@ -379,6 +386,19 @@ fn engine_log_multi_buffer(s: &Setup) -> Option<bool> {
     }
 }
 
+/// True when the engine runs with AF_XDP multi-buffer; false (and a
+/// recorded skip) when the kernel has none.
+fn multi_buffer_or_skip(s: &Setup, test: &str) -> bool {
+    match engine_log_multi_buffer(s) {
+        Some(true) => true,
+        Some(false) => {
+            rvs_lab::skip(test, need::XDP_MULTI_BUFFER, &s.lab.log("lvs"));
+            false
+        }
+        None => panic!("engine log: {}", s.lab.log("lvs")),
+    }
+}
+
 /// A client uploads 1 MiB bodies with TSO/GSO on through the DR service:
 /// the director receives GSO aggregates (InBytes / InPkts far above the
 /// MTU), gets them as AF_XDP multi-buffer chains, segments them and the
@@ -395,16 +415,8 @@ fn gso_upload_dr() {
     }) else {
         return;
     };
-    match engine_log_multi_buffer(&s) {
-        Some(true) => {}
-        Some(false) => {
-            eprintln!(
-                "skipped: no AF_XDP multi-buffer on this kernel: {}",
-                s.lab.log("lvs")
-            );
-            return;
-        }
-        None => panic!("engine log: {}", s.lab.log("lvs")),
+    if !multi_buffer_or_skip(&s, "rvs-xdp gso_upload_dr") {
+        return;
     }
     let data = body(0);
     let file = s.lab.dir.path().join("body");
@@ -412,14 +424,14 @@ fn gso_upload_dr() {
     for i in 0..2 {
         let name = format!("f{i}");
         // Without multi-buffer this takes ~30 s (retransmissions only).
-        let (code, secs) = upload(&s.lab, &file, &name, 10);
+        let (code, secs) = upload(&s.lab, &file, &name, 20);
         assert_eq!(
             code,
             "201",
             "upload {name}: {secs}s; lvs log: {}",
             s.lab.log("lvs")
         );
-        assert!(secs < 5.0, "upload {name} took {secs}s");
+        assert!(secs < UPLOAD_FAULT_SECS, "upload {name} took {secs}s");
         let got = uploaded(&s.lab, &name).expect("uploaded file on a real server");
         assert!(
             got == data,
@@ -482,21 +494,20 @@ fn gso_nat() {
     }) else {
         return;
     };
-    if engine_log_multi_buffer(&s) != Some(true) {
-        eprintln!("skipped: no AF_XDP multi-buffer: {}", s.lab.log("lvs"));
+    if !multi_buffer_or_skip(&s, "rvs-xdp gso_nat") {
         return;
     }
     let data = body(0);
     let file = s.lab.dir.path().join("body");
     std::fs::write(&file, &data).expect("body");
-    let (code, secs) = upload(&s.lab, &file, "n0", 10);
+    let (code, secs) = upload(&s.lab, &file, "n0", 20);
     assert_eq!(
         code,
         "201",
         "upload: {secs}s; lvs log: {}",
         s.lab.log("lvs")
     );
-    assert!(secs < 5.0, "upload took {secs}s");
+    assert!(secs < UPLOAD_FAULT_SECS, "upload took {secs}s");
     assert!(
         uploaded(&s.lab, "n0").is_some_and(|g| g == data),
         "upload content"
@@ -608,7 +619,7 @@ fn gso_tun() {
         return;
     }
     let Some(rs_prog) = realserver_prog() else {
-        eprintln!("skipped: rvs-xdp gso_tun needs rvs-packet-realserver (build it, or set RVS_PACKET_REALSERVER)");
+        rvs_lab::skip("rvs-xdp gso_tun", need::PACKET_REALSERVER, "");
         return;
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -621,8 +632,7 @@ fn gso_tun() {
         return;
     };
     let pids = rx.recv().unwrap_or_default();
-    if engine_log_multi_buffer(&s) != Some(true) {
-        eprintln!("skipped: no AF_XDP multi-buffer: {}", s.lab.log("lvs"));
+    if !multi_buffer_or_skip(&s, "rvs-xdp gso_tun") {
         return;
     }
     let data = body(0);
@@ -630,14 +640,14 @@ fn gso_tun() {
     std::fs::write(&file, &data).expect("body");
     for i in 0..2 {
         let name = format!("t{i}");
-        let (code, secs) = upload(&s.lab, &file, &name, 10);
+        let (code, secs) = upload(&s.lab, &file, &name, 20);
         assert_eq!(
             code,
             "201",
             "upload {name}: {secs}s; lvs log: {}",
             s.lab.log("lvs")
         );
-        assert!(secs < 5.0, "upload {name} took {secs}s");
+        assert!(secs < UPLOAD_FAULT_SECS, "upload {name} took {secs}s");
         assert!(
             uploaded(&s.lab, &name).is_some_and(|g| g == data),
             "upload {name} content"
@@ -696,7 +706,7 @@ fn throughput() {
         return;
     }
     let Ok(packet_lvs) = std::env::var("RVS_PACKET_LVS") else {
-        eprintln!("skipped: set RVS_PACKET_LVS to the rvs-packet-lvs binary");
+        rvs_lab::skip("rvs-xdp throughput", need::PACKET_LVS, "");
         return;
     };
     let mut lab = Lab::up("rvsxdp-bench");
@@ -754,7 +764,7 @@ fn pps() {
         return;
     }
     let Ok(packet_lvs) = std::env::var("RVS_PACKET_LVS") else {
-        eprintln!("skipped: set RVS_PACKET_LVS to the rvs-packet-lvs binary");
+        rvs_lab::skip("rvs-xdp pps", need::PACKET_LVS, "");
         return;
     };
     let mut lab = Lab::up("rvsxdp-pps");

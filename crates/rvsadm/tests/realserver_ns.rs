@@ -1,5 +1,5 @@
 //! `rvsadm realserver setup|teardown` inside a throw-away network namespace
-//! (root only; skipped otherwise).
+//! (root only; skipped otherwise, a failure with `RVS_REQUIRE_LAB=1`).
 
 use std::process::Command;
 
@@ -24,9 +24,7 @@ fn in_ns(ns: &str, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn realserver_setup_and_teardown() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: realserver_setup_and_teardown needs root");
+    if rvs_lab::skip_unless_root("rvsadm realserver_setup_and_teardown") {
         return;
     }
     let ns = Ns(format!("rvrs{}", std::process::id()));

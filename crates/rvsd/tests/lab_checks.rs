@@ -146,13 +146,16 @@ virtual_server {VIP} 82 {{
     );
 
     // Stop nginx-1: rs1 must leave within delay_loop + connect_timeout +
-    // retry * delay_before_retry = 6 + 5 + 2*3 = 17 s.
+    // retry * delay_before_retry = 6 + 5 + 2*3 = 17 s (keepalived's bound),
+    // plus a slack of 5 s for a loaded machine: a fault threshold, the
+    // measured time is printed.
     let bound = Duration::from_secs(6 + 5 + 2 * 3);
+    let slack = Duration::from_secs(5);
     lab.stop_nginx("rs1");
     let t0 = Instant::now();
     let mut failures_after_removal = 0;
     let mut removed_at = None;
-    while t0.elapsed() < bound + Duration::from_secs(3) {
+    while t0.elapsed() < bound + slack + Duration::from_secs(3) {
         let present = has_rs(&c, 80, RS1);
         if !present && removed_at.is_none() {
             removed_at = Some(t0.elapsed());
@@ -175,8 +178,8 @@ virtual_server {VIP} 82 {{
         bound.as_secs()
     );
     assert!(
-        removed_at <= bound,
-        "removal took {removed_at:?} > {bound:?}"
+        removed_at <= bound + slack,
+        "removal took {removed_at:?} > {bound:?} + {slack:?}"
     );
     assert_eq!(
         failures_after_removal, 0,

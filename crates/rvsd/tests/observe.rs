@@ -2,9 +2,9 @@
 //! `--metrics-listen` on loopback, real clients drive traffic through the
 //! proxy engine, and the tests scrape `/metrics` (values and the exposition
 //! format, checked with `prometheus-parse` and a strict line checker), read
-//! `/api/state`, and load the dashboard in headless Chromium (skipped with a
-//! note when no Chromium is installed), saving a screenshot as
-//! `target/dashboard.png`.
+//! `/api/state`, and load the dashboard in headless Chromium (skipped when
+//! no Chromium is installed, a failure with `RVS_REQUIRE_LAB=1`), saving a
+//! screenshot as `target/dashboard.png`.
 
 mod common;
 
@@ -800,16 +800,28 @@ fn polls(dom: &str) -> u64 {
 #[test]
 fn dashboard_renders_live_data_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        eprintln!(
-            "note: skipping dashboard_renders_live_data_in_headless_chromium: no chromium in PATH \
-             (Debian: apt-get install chromium; or set RVS_CHROMIUM)"
+        rvs_lab::skip(
+            "rvsd dashboard_renders_live_data_in_headless_chromium",
+            rvs_lab::need::CHROMIUM,
+            "no chromium, chromium-browser or google-chrome in PATH",
         );
         return;
     };
     let h = health_setup();
     let traffic = Traffic::start(&[(h.port, 40), (h.port2, 15)]);
-    // Let the 1 s sampler collect some history for the sparklines.
-    std::thread::sleep(Duration::from_secs(12));
+    // Let the 1 s sampler collect some history for the sparklines: poll
+    // /api/state until the total series has 10 points with traffic.
+    let history = wait_for(Duration::from_secs(60), || {
+        let (_, _, body) = http_get(h.maddr, "/api/state", None)?;
+        let st: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let busy = st["history"]["total"]
+            .as_array()?
+            .iter()
+            .filter(|p| p[1].as_f64().is_some_and(|c| c > 0.0))
+            .count();
+        (busy >= 10).then_some(())
+    });
+    assert!(history.is_some(), "no rate history: {}", h.d.log());
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{}/", h.maddr);
     let svc = format!("data-service=\"TCP 127.0.0.1:{}\"", h.port);

@@ -14,7 +14,7 @@ pub const VIP: &str = "198.18.0.100";
 /// 198.18.0.0/15; VRRPv3 itself runs on the link-local addresses.
 pub const VIP6: &str = "2001:2::100";
 
-/// Root check; prints the skip line.
+/// Root check; false (and a recorded skip, see `rvs_lab::skip`) without.
 pub fn need_root(test: &str) -> bool {
     !rvs_lab::skip_unless_root(test)
 }
@@ -205,6 +205,34 @@ impl Lab {
             .status()
             .expect("ip neigh");
         assert!(st.success());
+    }
+
+    /// Wait until eth0's link-local IPv6 address has finished DAD on each
+    /// of `nodes` (VRRPv3 over IPv6 binds it).
+    pub fn wait_link_local(&self, nodes: &[&str]) {
+        let ready = |node: &str| {
+            let out = Command::new("ip")
+                .args([
+                    "-n",
+                    &self.ns(node),
+                    "-6",
+                    "addr",
+                    "show",
+                    "dev",
+                    "eth0",
+                    "scope",
+                    "link",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            out.contains("fe80::") && !out.contains("tentative")
+        };
+        let ok = wait_until(Duration::from_secs(10), || nodes.iter().all(|n| ready(n)));
+        assert!(
+            ok.is_some(),
+            "link-local addresses of {nodes:?} still tentative"
+        );
     }
 
     /// `ip addr show` of a node (for failure messages).
