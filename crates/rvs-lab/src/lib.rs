@@ -82,6 +82,10 @@ pub mod need {
         what: "the rvs-packet-realserver binary",
         fix: "cargo build -p rvs-packet --bin rvs-packet-realserver, or set RVS_PACKET_REALSERVER",
     };
+    pub const RVSADM: Need = Need {
+        what: "the rvsadm binary (realserver setup --tun)",
+        fix: "cargo build -p rvsadm, or set RVSADM to it",
+    };
     pub const PACKET_LVS: Need = Need {
         what: "RVS_PACKET_LVS (path of a release rvs-packet-lvs)",
         fix:

@@ -601,7 +601,7 @@ fn kind_test(name: &str, prefix: &str, kind: Kind, sig: i32) {
         return;
     }
     if kind == Kind::Tun && rvsadm_bin().is_none() {
-        eprintln!("skipped: {name} needs the rvsadm binary for the TUN decapsulator (cargo build -p rvsadm, or set RVSADM)");
+        rvs_lab::skip(name, rvs_lab::need::RVSADM, "TUN decapsulator");
         return;
     }
     failover(prefix, kind, sig);
