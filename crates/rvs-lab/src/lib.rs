@@ -463,7 +463,9 @@ http {{
 
     /// `curl -s` from the client; returns the trimmed body, None on failure.
     pub fn curl(&self, url: &str) -> Option<String> {
-        let o = self.exec("client", &["curl", "-s", "-m", "3", url]);
+        // 10 s: a fault threshold, not a speed (a loaded machine can take
+        // seconds to start curl and the engine).
+        let o = self.exec("client", &["curl", "-s", "-m", "10", url]);
         o.status
             .success()
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())

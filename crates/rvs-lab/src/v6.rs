@@ -118,7 +118,7 @@ pub fn start_nginx6(lab: &Lab, node: &str, body: &str) {
 
 /// `curl -6 -s` from the client; the trimmed body, None on failure.
 pub fn curl6(lab: &Lab, url: &str) -> Option<String> {
-    let o = lab.exec("client", &["curl", "-6", "-g", "-s", "-m", "3", url]);
+    let o = lab.exec("client", &["curl", "-6", "-g", "-s", "-m", "10", url]);
     o.status
         .success()
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())

@@ -58,7 +58,7 @@ fn setup(prefix: &str, method: &str, extra: &[&str], rs_prep: impl Fn(&mut Lab))
     ];
     args.extend_from_slice(extra);
     let lvs_pid = lab.spawn("lvs1", "lvs", &args);
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
         (t.contains("dport 80 drop") && dump.exists()).then_some(())
     });
@@ -66,14 +66,15 @@ fn setup(prefix: &str, method: &str, extra: &[&str], rs_prep: impl Fn(&mut Lab))
     Setup { lab, dump, lvs_pid }
 }
 
-/// Hold a TCP connection to the VIP open for a while (client side).
+/// Hold a TCP connection to the VIP open (client side) until the lab is
+/// torn down.
 fn hold_conn(lab: &mut Lab, name: &str) -> u32 {
-    let script = format!("exec 3<>/dev/tcp/{VIP}/80; sleep 3");
+    let script = format!("exec 3<>/dev/tcp/{VIP}/80; sleep 120");
     lab.spawn("client", name, &["bash", "-c", &script])
 }
 
 fn wait_state(s: &Setup, state: &str, n: usize) -> Dump {
-    wait_for(Duration::from_secs(5), || {
+    wait_for(Duration::from_secs(20), || {
         let d = read_dump(&s.dump)?;
         (d.real_conns().iter().filter(|c| c[4] == state).count() >= n).then_some(d)
     })
@@ -462,7 +463,7 @@ fn tun() {
         args.extend_from_slice(extra);
         s.lvs_pid = s.lab.spawn("lvs1", "lvs", &args);
         let lab = &s.lab;
-        wait_for(Duration::from_secs(10), || {
+        wait_for(Duration::from_secs(30), || {
             (lab.sh("lvs1", "nft list table inet rvs 2>/dev/null")
                 .contains("drop")
                 && dump.exists())
@@ -503,7 +504,7 @@ fn nat_udp_icmp() {
     lab.spawn("rs1", "echo", &["python3", "-c", echo]);
     // Wait until the echo server has bound its port (python starts slowly
     // on a loaded machine).
-    let bound = wait_for(Duration::from_secs(10), || {
+    let bound = wait_for(Duration::from_secs(30), || {
         lab.sh("rs1", "ss -Hluna 'sport = :5353'")
             .contains("5353")
             .then_some(())
@@ -545,7 +546,7 @@ fn nat_udp_icmp() {
             dump.to_str().unwrap_or_default(),
         ],
     );
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         lab.sh("lvs1", "nft list table inet rvs 2>/dev/null")
             .contains("udp dport 5353 drop")
             .then_some(())
@@ -608,7 +609,7 @@ fn udp_frag(prefix: &str, method: &str) {
         lab.spawn(n, &format!("echo-{n}"), &["python3", "-c", FRAG_ECHO, bind]);
     }
     for n in ["rs1", "rs2"] {
-        let bound = wait_for(Duration::from_secs(10), || {
+        let bound = wait_for(Duration::from_secs(30), || {
             lab.sh(n, "ss -Hluna 'sport = :5353'")
                 .contains("5353")
                 .then_some(())
@@ -651,7 +652,7 @@ fn udp_frag(prefix: &str, method: &str) {
             dump.to_str().unwrap_or_default(),
         ],
     );
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
         (t.contains("udp dport 5353 drop") && t.contains("frag-off") && dump.exists()).then_some(())
     });
@@ -765,7 +766,7 @@ fn fwmark_dr() {
         dump.to_str().unwrap_or_default(),
     ];
     let lvs_pid = lab.spawn("lvs1", "lvs", &args);
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
         (t.contains("meta mark 0x00000001 drop") && dump.exists()).then_some(t)
     });

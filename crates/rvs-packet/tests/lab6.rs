@@ -68,7 +68,7 @@ fn start_engine(
     args.extend_from_slice(&["--method", method, "--dump", d]);
     args.extend_from_slice(extra);
     let pid = lab.spawn("lvs1", "lvs", &args);
-    let up = wait_for(Duration::from_secs(10), || {
+    let up = wait_for(Duration::from_secs(30), || {
         let t = lab.sh("lvs1", "nft list table inet rvs 2>/dev/null");
         (t.contains(" drop") && dump.exists()).then_some(())
     });
@@ -90,15 +90,16 @@ fn curl6x4(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-/// Hold a TCP connection to the IPv6 VIP open for a while (client side).
+/// Hold a TCP connection to the IPv6 VIP open (client side) until the lab
+/// is torn down (a 3 s hold once closed before a loaded machine saw it).
 fn hold_conn(lab: &mut Lab, name: &str) -> u32 {
     let script =
-        format!("import socket,time\ns=socket.create_connection(('{VIP6}',80))\ntime.sleep(3)\n");
+        format!("import socket,time\ns=socket.create_connection(('{VIP6}',80))\ntime.sleep(120)\n");
     lab.spawn("client", name, &["python3", "-c", &script])
 }
 
 fn wait_state(s: &Setup, state: &str, n: usize) -> Dump {
-    wait_for(Duration::from_secs(5), || {
+    wait_for(Duration::from_secs(20), || {
         let d = read_dump(&s.dump)?;
         (d.real_conns().iter().filter(|c| c[4] == state).count() >= n).then_some(d)
     })
@@ -398,7 +399,7 @@ fn nat6_udp_icmp() {
     }
     let echo = "import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.bind(('::',5353))\nwhile True:\n d,a=s.recvfrom(2048); s.sendto(b'echo:'+d,a)\n";
     lab.spawn("rs1", "echo", &["python3", "-c", echo]);
-    let bound = wait_for(Duration::from_secs(10), || {
+    let bound = wait_for(Duration::from_secs(30), || {
         lab.sh("rs1", "ss -Hluna 'sport = :5353'")
             .contains("5353")
             .then_some(())
@@ -488,7 +489,7 @@ fn udp_frag6(prefix: &str, method: &str) {
         lab.spawn(n, &format!("echo-{n}"), &["python3", "-c", FRAG_ECHO, bind]);
     }
     for n in ["rs1", "rs2"] {
-        let bound = wait_for(Duration::from_secs(10), || {
+        let bound = wait_for(Duration::from_secs(30), || {
             lab.sh(n, "ss -Hluna 'sport = :5353'")
                 .contains("5353")
                 .then_some(())

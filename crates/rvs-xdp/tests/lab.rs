@@ -113,7 +113,7 @@ fn setup_with(prefix: &str, method: &str, extra: &[&str], rs_prep: impl Fn(&Lab)
 }
 
 fn wait_state(s: &Setup, state: &str, n: usize) -> Dump {
-    wait_for(Duration::from_secs(5), || {
+    wait_for(Duration::from_secs(20), || {
         let d = read_dump(&s.dump)?;
         (d.real_conns().iter().filter(|c| c[4] == state).count() >= n).then_some(d)
     })
