@@ -257,6 +257,10 @@ pub struct PacketOptions {
     /// hash group (a flow stays on one thread); the model, the ARP cache
     /// and the ICMP flow table are shared.
     pub threads: usize,
+    /// The gate's mode at start: [`Handover::Discard`] for the successor
+    /// of a binary upgrade (nothing forwarded, nftables left alone until
+    /// [`PacketEngine::set_handover`] opens it).
+    pub gate: Handover,
 }
 
 impl PacketOptions {
@@ -270,6 +274,7 @@ impl PacketOptions {
             ring: sys::RingConf::default(),
             batch: 64,
             threads: 1,
+            gate: Handover::Forward,
         }
     }
 }
@@ -527,6 +532,8 @@ impl PacketEngine {
         let nft = opts
             .nft
             .then(|| nft::NftTable::new(&opts.nft_table, &opts.interface));
+        let gate = handover::Gate::new();
+        gate.set(opts.gate);
         let inner = Arc::new(Inner {
             shared,
             opts,
@@ -540,7 +547,7 @@ impl PacketEngine {
             nat_srcs6: RwLock::new(Arc::new(HashSet::new())),
             fwmarks: RwLock::new(Arc::new(Vec::new())),
             fwmarks_gen: AtomicU64::new(0),
-            gate: handover::Gate::new(),
+            gate,
         });
         if let Ok(t) = std::fs::read_to_string("/proc/net/arp") {
             inner
@@ -999,6 +1006,7 @@ impl Worker {
         let now = Instant::now();
         let reasm = frag::Reassembler::new(frag_config(inner.opts.threads));
         let inner_threads = inner.opts.threads;
+        let gate_seen = inner.gate.mode();
         let mut w = Worker {
             id,
             inner,
@@ -1025,7 +1033,7 @@ impl Worker {
             marks: Vec::new(),
             marks_gen: 0,
             mark_pfds: Vec::new(),
-            gate_seen: Handover::Forward,
+            gate_seen,
             parked: false,
         };
         w.refresh_if();
