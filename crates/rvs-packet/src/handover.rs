@@ -18,6 +18,9 @@
 //!    installed (the predecessor's stays in force: no window in which the
 //!    kernel answers VIP traffic, and no partial rule set while the
 //!    successor is still loading its table).
+//!    The predecessor arms its gate when the handover starts
+//!    ([`crate::PacketEngine::arm_handover`]): its RX threads then look at
+//!    the mode every millisecond instead of every 50 ms.
 //! 2. When it has loaded everything, the successor switches to
 //!    [`Handover::Hold`] (its rings now keep every new frame) and tells the
 //!    predecessor it is ready.
@@ -37,7 +40,7 @@
 //! window is a few milliseconds). If the handover fails after step 2, the
 //! predecessor goes back to `Forward` and re-installs its table.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the RX threads do with received frames.
@@ -56,6 +59,9 @@ pub enum Handover {
 pub(crate) struct Gate {
     mode: AtomicU8,
     parked: AtomicUsize,
+    /// A handover is under way: RX threads wait for frames in short slices,
+    /// so that they see a change of mode at once.
+    armed: AtomicBool,
 }
 
 impl Gate {
@@ -63,6 +69,7 @@ impl Gate {
         Gate {
             mode: AtomicU8::new(0),
             parked: AtomicUsize::new(0),
+            armed: AtomicBool::new(false),
         }
     }
 
@@ -81,6 +88,20 @@ impl Gate {
             Handover::Hold => 2,
         };
         self.mode.store(v, Ordering::Release);
+    }
+
+    pub(crate) fn arm(&self, on: bool) {
+        self.armed.store(on, Ordering::Release);
+    }
+
+    /// How long an RX thread may wait for frames before it looks at the
+    /// mode again.
+    pub(crate) fn poll_timeout(&self) -> Duration {
+        if self.armed.load(Ordering::Acquire) || self.mode() != Handover::Forward {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(50)
+        }
     }
 
     /// An RX thread stopped reading (ring emptied, flow cache flushed).

@@ -574,6 +574,14 @@ impl PacketEngine {
         &self.inner.stats
     }
 
+    /// A binary upgrade of rvsd starts (`on`) or was given up
+    /// ([`handover`]): while armed, the RX threads check the gate every
+    /// millisecond, so that [`PacketEngine::set_handover`] takes effect at
+    /// once (which disarms it).
+    pub fn arm_handover(&self, on: bool) {
+        self.inner.gate.arm(on);
+    }
+
     /// Binary upgrade of rvsd ([`handover`]): what the RX threads do with
     /// frames from now on. For [`Handover::Hold`], returns once every RX
     /// thread has emptied its ring as the previous mode would have
@@ -581,6 +589,7 @@ impl PacketEngine {
     /// `deadline`. [`Handover::Forward`] (re)installs the nftables table,
     /// which is left as it is in the other modes.
     pub fn set_handover(&self, h: Handover, deadline: Duration) -> bool {
+        self.inner.gate.arm(false);
         self.inner.gate.set(h);
         match h {
             Handover::Hold => self
@@ -1100,7 +1109,7 @@ impl Worker {
             }
             match self
                 .sock
-                .wait_any(&mut self.mark_pfds, Duration::from_millis(50))
+                .wait_any(&mut self.mark_pfds, self.inner.gate.poll_timeout())
             {
                 Ok(ring) => {
                     if ring && self.sock.recv_block(&mut frames) {
