@@ -252,6 +252,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(inc) = incoming {
         // serving: take the predecessor's relayed connections, then it exits
+        if let Some(v) = &vrrp {
+            if !v.started(Duration::from_secs(5)).await {
+                warn!("upgrade: the VRRP instances are not running after 5 s");
+            }
+        }
         daemon.reconcile();
         let (d, p, pk) = (daemon.clone(), proxy.clone(), packet.clone());
         match tokio::task::spawn_blocking(move || inc.finish(&d, p, pk)).await {

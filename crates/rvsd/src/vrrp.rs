@@ -241,6 +241,7 @@ pub struct Vrrp {
     task: JoinHandle<()>,
     reconfigure: tokio::sync::mpsc::UnboundedSender<rvs_vrrp::shell::Reconfigure>,
     running: std::sync::Mutex<Vec<InstanceConfig>>,
+    status: watch::Receiver<Vec<InstanceStatus>>,
 }
 
 fn render(st: &[InstanceStatus]) -> String {
@@ -436,6 +437,7 @@ impl Vrrp {
             }
         });
         let rx2 = rx.clone();
+        let status = rx.clone();
         *daemon.vrrp.lock() = Some(Box::new(move || {
             let st = rx2.borrow().clone();
             StatusReport {
@@ -479,7 +481,17 @@ impl Vrrp {
             task,
             reconfigure: ptx,
             running,
+            status,
         })
+    }
+
+    /// Wait (up to `deadline`) until the instances run: their first
+    /// adverts are out (a successor reports READY only then).
+    pub async fn started(&self, deadline: Duration) -> bool {
+        let mut rx = self.status.clone();
+        tokio::time::timeout(deadline, rx.wait_for(|s| !s.is_empty()))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Apply a reloaded configuration's instances. Priority and
