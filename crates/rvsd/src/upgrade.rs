@@ -17,10 +17,12 @@
 //! 3. The predecessor stops accepting, stops every relayed connection at a
 //!    clean point (nothing read and not yet written) and sends their socket
 //!    pairs (`RELAYS`, in batches, then `RELAYS_END`); the successor relays
-//!    them on and answers `DONE`. With the packet engine, the predecessor
-//!    first stops forwarding and sends its table as it is at that moment
-//!    (`TABLE`: entries and counters); the successor takes it and starts
-//!    forwarding (see [`rvs_packet::handover`] for the gate on both sides).
+//!    them on and answers `DONE`. Before the relays, once nothing changes
+//!    its table any more (relays stopped; the packet engine's RX threads
+//!    stopped too), the predecessor sends the table as it is then
+//!    (`TABLE`: the entries created since `STATE`, the counters); the
+//!    successor takes it and, with the packet engine, starts forwarding
+//!    (see [`rvs_packet::handover`] for the gate on both sides).
 //! 4. The predecessor exits without cleaning up what is now the
 //!    successor's: the control socket file, the pidfile (the successor
 //!    writes its own pid), the nftables guard, the VIPs.
@@ -679,25 +681,24 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
         None => Vec::new(),
     };
     // the packet engine stops forwarding; the table as it is now follows
-    let table = match &socks.packet {
-        Some(pe) => {
-            let pe = pe.clone();
-            let held = tokio::task::spawn_blocking(move || {
-                pe.set_handover(Handover::Hold, Duration::from_secs(2))
-            })
-            .await
-            .unwrap_or(false);
-            if !held {
-                warn!("upgrade: the packet engine's RX threads did not stop within 2 s; handing over anyway");
-            }
-            let services = match d.handle(Command::ListServices) {
-                Ok(Reply::Services(s)) => s,
-                _ => Vec::new(),
-            };
-            serde_json::to_vec(&table_now(d, &services)).ok()
+    if let Some(pe) = &socks.packet {
+        let pe = pe.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            pe.set_handover(Handover::Hold, Duration::from_secs(2))
+        })
+        .await
+        .unwrap_or(false);
+        if !held {
+            warn!("upgrade: the packet engine's RX threads did not stop within 2 s; handing over anyway");
         }
-        None => None,
+    }
+    // nothing changes here any more: the entries created since STATE (the
+    // relays' too) and the counters as they are now
+    let services = match d.handle(Command::ListServices) {
+        Ok(Reply::Services(s)) => s,
+        _ => Vec::new(),
     };
+    let table = serde_json::to_vec(&table_now(d, &services)).ok();
     let n = relays.len();
     let sock = ours
         .try_clone()
@@ -705,7 +706,7 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
     let result = tokio::task::spawn_blocking(move || -> (io::Result<()>, Vec<RelayHandover>) {
         let table = match &table {
             Some(t) => send_msg(&sock, TABLE, &[], t),
-            None => Ok(()),
+            None => Err(io::Error::other("cannot encode the table")),
         };
         let r = table
             .and_then(|()| send_relays(&sock, &relays))
@@ -945,6 +946,35 @@ fn import_table(d: &Daemon, counters: &[Counters], conns: &[Conn]) {
     }
 }
 
+/// The predecessor's table as it was when it stopped: its counters plus
+/// what this process counted itself since it took the state (the proxy
+/// engine accepts on the shared listeners from then on), with the
+/// predecessor's estimator state; its entries (the ones created since the
+/// state are added, the others updated).
+fn import_final(d: &Daemon, at_state: &[Counters], last: &[Counters], conns: &[Conn]) {
+    let mut merged = Vec::with_capacity(last.len());
+    {
+        let mut t = d.shared.ipvs.lock();
+        for c in last {
+            let key = c.service.as_ref().map(key_to_core);
+            let base = at_state
+                .iter()
+                .find(|b| b.service == c.service && b.dest == c.dest)
+                .map_or([0; 5], |b| b.stats);
+            let mut c = c.clone();
+            if let Some(cur) = t.counter_state(key.as_ref(), c.dest) {
+                let s = cur.stats;
+                let cur = [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes];
+                for i in 0..5 {
+                    c.stats[i] = c.stats[i].saturating_add(cur[i].saturating_sub(base[i]));
+                }
+            }
+            merged.push(c);
+        }
+    }
+    import_table(d, &merged, conns);
+}
+
 fn drop_in_daemons(d: &Daemon, st: &State) {
     for di in &st.daemons {
         let mut di = di.clone();
@@ -995,12 +1025,15 @@ impl Incoming {
                 TABLE => {
                     let t: TableNow = serde_json::from_slice(&payload)
                         .map_err(|e| format!("handover table unreadable: {e}"))?;
-                    import_table(d, &t.counters, &t.conns);
+                    import_final(d, &self.state.counters, &t.counters, &t.conns);
                     if let Some(pe) = &packet {
                         pe.set_handover(Handover::Forward, Duration::ZERO);
                         forwarding = true;
                     }
-                    info!(entries = t.conns.len(), "upgrade: forwarding");
+                    info!(
+                        entries = t.conns.len(),
+                        "upgrade: the old rvsd's table as it stopped is taken over"
+                    );
                 }
                 RELAYS => {
                     let meta: Vec<RelayMeta> = serde_json::from_slice(&payload)
