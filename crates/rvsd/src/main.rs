@@ -192,10 +192,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ka = match (&args.config, &loaded) {
         (Some(path), Some(loaded)) => {
             let opts = load_options(&args);
-            if incoming.is_none() {
-                for d in &loaded.diagnostics {
-                    warn!("{d}");
-                }
+            for d in &loaded.diagnostics {
+                warn!("{d}");
             }
             if !args.check_only && !loaded.config.vrrp_instances.is_empty() {
                 let mut warnings = Vec::new();
