@@ -16,7 +16,7 @@ P=rvsupg$$
 LAB=scripts/netns-lab
 VIP=198.18.0.100
 work=$(mktemp -d); chmod 755 "$work"
-cleanup() { $LAB down $P >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { $LAB down $P >/dev/null 2>&1 || true; if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 
 cargo build --release -q --bin rvsd --bin rvsadm
@@ -95,7 +95,7 @@ PY
 start_rvsd() { # ENGINE -> starts rvsd in lvs1, sets the service up
   local engine=$1 fwd args=()
   if [ "$engine" = packet ]; then args=(--engine packet --interface eth0); fwd=-g; else fwd=-m; fi
-  rm -f "$work/rvsd.pid"
+  rm -f "$work/rvsd.pid"; : >>"$work/rvsd-$engine.log"
   ip netns exec $P-lvs1 "$RVSD" "${args[@]}" --socket "$work/rvsd.sock" -p "$work/rvsd.pid" \
     >>"$work/rvsd-$engine.log" 2>&1 &
   export RVS_SOCKET=$work/rvsd.sock
@@ -126,34 +126,48 @@ upgrade() { # -> one USR2; waits until the pidfile names a new, live pid and the
   echo "upgrade of $old did not complete" >&2; echo fail
 }
 
-run() { # ENGINE MODE -> "requests failed probe_ok probe_failed stall_ms upgrades"
-  local engine=$1 mode=$2 extra=()
+run() { # ENGINE MODE UPGRADES -> "requests failed slow probe_ok probe_failed stall_ms upgrades"
+  local engine=$1 mode=$2 n=$3 extra=() tag=$1-$2-$3 l0
   [ "$mode" = close ] && extra=(-H "Connection: close")
-  ip netns exec $P-client python3 "$work/probe.py" $VIP $D >"$work/probe.out" 2>>"$work/probe-$engine-$mode.err" &
+  l0=$(wc -l <"$work/rvsd-$engine.log")
+  ip netns exec $P-client python3 "$work/probe.py" $VIP $D >"$work/probe-$tag.out" 2>"$work/probe-$tag.err" &
   local probe=$!
-  ip netns exec $P-client wrk -t"$T" -c"$C" -d"${D}s" "${extra[@]}" http://$VIP/ >"$work/wrk.out" 2>&1 &
+  ip netns exec $P-client wrk -t"$T" -c"$C" -d"${D}s" "${extra[@]}" http://$VIP/ >"$work/wrk-$tag.out" 2>&1 &
   local wrk=$!
   local done=0
   sleep 1
-  for _ in $(seq "$N"); do
+  for _ in $(seq "$n"); do
     [ "$(upgrade)" = ok ] && done=$((done + 1))
     sleep 1.5
   done
   wait $wrk || true
   wait $probe || true
-  local reqs errs non2xx
-  reqs=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-  errs=$(awk '/Socket errors/ {gsub(",",""); print $4 + $6 + $8 + $10}' "$work/wrk.out")
-  non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.out")
-  read -r pok pfail stall <"$work/probe.out" || true
-  echo "${reqs:-0} $(( ${errs:-0} + ${non2xx:-0} )) ${pok:-0} ${pfail:-?} ${stall:-?} $done"
+  local reqs errs slow non2xx
+  reqs=$(awk '/requests in/ {print $1}' "$work/wrk-$tag.out")
+  # connect/read/write errors and non-2xx answers fail; wrk's "timeout"
+  # counts answers slower than 2 s
+  errs=$(awk '/Socket errors/ {gsub(",",""); print $4 + $6 + $8}' "$work/wrk-$tag.out")
+  slow=$(awk '/Socket errors/ {gsub(",",""); print $10}' "$work/wrk-$tag.out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk-$tag.out")
+  read -r pok pfail stall <"$work/probe-$tag.out" || true
+  # the handover pause from rvsd's log: from the old process reading READY
+  # (it stops relaying / forwarding) to the new one serving everything
+  local pause
+  pause=$(tail -n +$((l0 + 1)) "$work/rvsd-$engine.log" | awk '
+    function secs(ts,  t, a) { split(ts, t, "T"); sub("Z", "", t[2]); split(t[2], a, ":"); return a[1]*3600 + a[2]*60 + a[3] }
+    /upgrade: the new rvsd is ready/ { t0 = secs($1) }
+    /upgrade: handover complete, serving/ && t0 { d = (secs($1) - t0) * 1000; if (d > m) m = d; t0 = 0 }
+    END { printf "%.1f", m }')
+  echo "${reqs:-0} $(( ${errs:-0} + ${non2xx:-0} )) ${slow:-0} ${pok:-0} ${pfail:-?} ${stall:-?} $done ${pause:-?}"
 }
 
 declare -A R
 for engine in proxy packet; do
   start_rvsd $engine
   for mode in keepalive close; do
-    R[$engine-$mode]=$(run $engine $mode)
+    # the same run without upgrades first: the stall the machine causes
+    R[$engine-$mode-0]=$(run $engine $mode 0)
+    R[$engine-$mode]=$(run $engine $mode "$N")
   done
   "$RVSADM" -Ln --stats >"$work/stats-$engine.txt" || true
   ones=$(pgrep -fc "$RVSD .*--socket $work/rvsd.sock" || true)
@@ -164,17 +178,25 @@ done
 echo
 echo "upgrade benchmark: $N upgrades per run (kill -USR2 every 2 s), wrk -t$T -c$C -d${D}s," \
   "probe: one keep-alive request every 10 ms; $(nproc) cores ($(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'))"
-printf '%-8s %-10s %10s %8s %12s %10s %12s %9s\n' engine mode requests failed probe-reqs probe-fail "stall ms" upgrades
+echo "(failed: wrk connect/read/write errors and non-2xx answers, probe failures; slow: wrk answers"
+echo " slower than 2 s; stall: the probe's largest gap between two answers; pause: longest handover"
+echo " from rvsd's log, old process reads READY -> new one serves; baseline: same run, no upgrade)"
+printf '%-7s %-9s %9s %7s %5s %10s %9s %9s | %9s %7s %5s %10s %9s\n' engine mode \
+  requests failed slow probe-fail "stall ms" "pause ms" "baseline:" failed slow probe-fail "stall ms"
 for engine in proxy packet; do
   for mode in keepalive close; do
-    read -r reqs failed pok pfail stall done <<<"${R[$engine-$mode]}"
-    printf '%-8s %-10s %10s %8s %12s %10s %12s %9s\n' "$engine" "$mode" "$reqs" "$failed" "$pok" "$pfail" "$stall" "$done/$N"
+    read -r reqs failed slow pok pfail stall done pause <<<"${R[$engine-$mode]}"
+    read -r breqs bfailed bslow bpok bpfail bstall _ <<<"${R[$engine-$mode-0]}"
+    printf '%-7s %-9s %9s %7s %5s %10s %9s %9s | %9s %7s %5s %10s %9s\n' "$engine" "$mode" \
+      "$reqs" "$failed" "$slow" "$pfail" "$stall" "$pause" "$breqs" "$bfailed" "$bslow" "$bpfail" "$bstall"
+    [ "$done" = "$N" ] || echo "  ($engine $mode: only $done of $N upgrades completed)"
   done
 done
 for engine in proxy packet; do
   echo "$engine: rvsd processes left after the runs: ${R[$engine-procs]} (expected 1)"
 done
-for f in "$work"/probe-*.err; do
+for f in "$work"/probe-*.err "$work"/wrk-*.out; do
+  case $f in *.out) grep -q "Socket errors" "$f" || continue ;; esac
   [ -s "$f" ] && { echo "--- $(basename "$f")"; head -20 "$f"; }
 done
 true

@@ -586,8 +586,8 @@ impl PacketEngine {
     /// frames from now on. For [`Handover::Hold`], returns once every RX
     /// thread has emptied its ring as the previous mode would have
     /// (forwarded or dropped) and flushed its flow cache, or false after
-    /// `deadline`. [`Handover::Forward`] (re)installs the nftables table,
-    /// which is left as it is in the other modes.
+    /// `deadline`. [`Handover::Forward`] (re)installs the nftables table
+    /// (on a thread of its own; it is left as it is in the other modes).
     pub fn set_handover(&self, h: Handover, deadline: Duration) -> bool {
         self.inner.gate.arm(false);
         self.inner.gate.set(h);
@@ -600,7 +600,12 @@ impl PacketEngine {
                 if let Some(t) = self.inner.nft.lock().as_mut() {
                     t.forget();
                 }
-                self.inner.sync_nft();
+                // `nft` runs for milliseconds: not on the caller's time (the
+                // rules in force are the predecessor's until it is done)
+                let inner = self.inner.clone();
+                let _ = std::thread::Builder::new()
+                    .name("rvs-packet-nft".into())
+                    .spawn(move || inner.sync_nft());
                 true
             }
             Handover::Discard => true,

@@ -19,8 +19,8 @@
 //!    pairs (`RELAYS`, in batches, then `RELAYS_END`); the successor relays
 //!    them on and answers `DONE`. Before the relays, once nothing changes
 //!    its table any more (relays stopped; the packet engine's RX threads
-//!    stopped too), the predecessor sends the table as it is then
-//!    (`TABLE`: the entries created since `STATE`, the counters); the
+//!    stopped too), the predecessor sends what changed in its table since
+//!    `STATE` (`TABLE`: entries created or changed state, the counters); the
 //!    successor takes it and, with the packet engine, starts forwarding
 //!    (see [`rvs_packet::handover`] for the gate on both sides).
 //! 4. The predecessor exits without cleaning up what is now the
@@ -127,6 +127,28 @@ pub struct Conn {
     pub timeout: u32,
     pub pe_name: Option<String>,
     pub pe_data: Option<Vec<u8>>,
+}
+
+/// Identity of an entry (templates with persistence-engine data apart).
+type ConnKey = (u8, IpAddr, u16, IpAddr, u16, bool, u32, Option<Vec<u8>>);
+/// What the successor must know again if it changed.
+type ConnVal = (u16, u32, IpAddr, u16);
+
+fn conn_key(c: &Conn) -> ConnKey {
+    (
+        c.protocol,
+        c.caddr,
+        c.cport,
+        c.vaddr,
+        c.vport,
+        c.flags & 0x1000 != 0,
+        c.fwmark,
+        c.pe_data.clone(),
+    )
+}
+
+fn conn_val(c: &Conn) -> ConnVal {
+    (c.state, c.flags, c.daddr, c.dport)
 }
 
 /// A listening socket passed along (its fd follows the control socket's).
@@ -614,6 +636,12 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
     }
     let state = collect(d, listeners);
     let json = serde_json::to_vec(&state).map_err(|e| format!("cannot encode the state: {e}"))?;
+    // what the successor has: TABLE then carries only what changed
+    let known: std::collections::HashMap<ConnKey, ConnVal> = state
+        .conns
+        .iter()
+        .map(|c| (conn_key(c), conn_val(c)))
+        .collect();
     let entries = state.conns.len();
     let sock = ours
         .try_clone()
@@ -692,13 +720,17 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
             warn!("upgrade: the packet engine's RX threads did not stop within 2 s; handing over anyway");
         }
     }
-    // nothing changes here any more: the entries created since STATE (the
-    // relays' too) and the counters as they are now
+    // nothing changes here any more: the entries created or changed since
+    // STATE (the relays' too) and the counters as they are now
     let services = match d.handle(Command::ListServices) {
         Ok(Reply::Services(s)) => s,
         _ => Vec::new(),
     };
-    let table = serde_json::to_vec(&table_now(d, &services)).ok();
+    let mut now = table_now(d, &services);
+    now.conns
+        .retain(|c| known.get(&conn_key(c)) != Some(&conn_val(c)));
+    let table = serde_json::to_vec(&now).ok();
+    drop(known);
     let n = relays.len();
     let sock = ours
         .try_clone()
