@@ -35,6 +35,9 @@ pub struct DriverOptions {
     /// New configurations of this virtual server (SIGHUP reload): applied with
     /// [`VirtualServer::reload`], keeping the state of unchanged real servers.
     pub reload: Option<mpsc::Receiver<VirtualServerConfig>>,
+    /// Start from the status a predecessor process left (binary upgrade),
+    /// with [`VirtualServer::take_over`], instead of keepalived's start-up.
+    pub initial: Option<VirtualServerStatus>,
 }
 
 impl Default for DriverOptions {
@@ -46,6 +49,7 @@ impl Default for DriverOptions {
             suspend: None,
             seed: None,
             reload: None,
+            initial: None,
         }
     }
 }
@@ -96,7 +100,10 @@ pub async fn run_virtual_server(
         .map(|r| r.checkers.clone())
         .collect();
     let seed = opts.seed.unwrap_or_else(rand::random);
-    let mut vs = VirtualServer::new(cfg, Instant::now(), seed);
+    let mut vs = match opts.initial.take() {
+        Some(prev) => VirtualServer::take_over(cfg, &prev, Instant::now(), seed),
+        None => VirtualServer::new(cfg, Instant::now(), seed),
+    };
     let mut tasks: JoinSet<ProbeResult> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, CheckerId> = HashMap::new();
     let mut suspend = opts.suspend.take();

@@ -41,7 +41,8 @@
 //!
 //! The kernel must not answer VIP traffic itself: see [`nft`] for the
 //! nftables table the engine owns (created on reconcile, removed on
-//! shutdown/drop).
+//! shutdown/drop). rvsd's binary upgrade hands the table and the packet
+//! path to the next process without a gap: see [`handover`].
 //!
 //! [`realserver`] has the real-server helper (`rvsadm realserver setup`) and
 //! the user-space IPIP/GUE/GRE decapsulator for real servers whose kernel has
@@ -214,6 +215,7 @@ pub mod flowcache;
 pub mod frag;
 pub mod frag6;
 pub mod fwd;
+pub mod handover;
 pub mod neigh;
 pub mod nft;
 pub mod realserver;
@@ -234,6 +236,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use handover::Handover;
 pub use realserver::{realserver_setup, realserver_teardown, Decap, RealServer};
 
 /// Engine options.
@@ -255,6 +258,10 @@ pub struct PacketOptions {
     /// hash group (a flow stays on one thread); the model, the ARP cache
     /// and the ICMP flow table are shared.
     pub threads: usize,
+    /// The gate's mode at start: [`Handover::Discard`] for the successor
+    /// of a binary upgrade (nothing forwarded, nftables left alone until
+    /// [`PacketEngine::set_handover`] opens it).
+    pub gate: Handover,
 }
 
 impl PacketOptions {
@@ -268,6 +275,7 @@ impl PacketOptions {
             ring: sys::RingConf::default(),
             batch: 64,
             threads: 1,
+            gate: Handover::Forward,
         }
     }
 }
@@ -413,6 +421,8 @@ struct Inner {
     /// bumped on each change (RX thread 0 reopens its mark sockets).
     fwmarks: RwLock<Arc<Vec<FwmarkKey>>>,
     fwmarks_gen: AtomicU64,
+    /// Binary upgrade of rvsd: forward, discard or hold ([`handover`]).
+    gate: handover::Gate,
 }
 
 /// What the engine remembers of connections for ICMP errors.
@@ -489,6 +499,10 @@ impl Inner {
         if **self.nat_srcs6.read() != srcs6 {
             *self.nat_srcs6.write() = Arc::new(srcs6);
         }
+        if self.gate.mode() != Handover::Forward {
+            // a successor does not touch its predecessor's table yet
+            return;
+        }
         let mut g = self.nft.lock();
         let Some(t) = g.as_mut() else { return };
         let keys = self.wanted.read().keys.clone();
@@ -543,6 +557,8 @@ impl PacketEngine {
         let nft = opts
             .nft
             .then(|| nft::NftTable::new(&opts.nft_table, &opts.interface));
+        let gate = handover::Gate::new();
+        gate.set(opts.gate);
         let inner = Arc::new(Inner {
             shared,
             opts,
@@ -556,6 +572,7 @@ impl PacketEngine {
             nat_srcs6: RwLock::new(Arc::new(HashSet::new())),
             fwmarks: RwLock::new(Arc::new(Vec::new())),
             fwmarks_gen: AtomicU64::new(0),
+            gate,
         });
         if let Ok(t) = std::fs::read_to_string("/proc/net/arp") {
             inner
@@ -580,6 +597,44 @@ impl PacketEngine {
     /// Engine counters.
     pub fn stats(&self) -> &EngineStats {
         &self.inner.stats
+    }
+
+    /// A binary upgrade of rvsd starts (`on`) or was given up
+    /// ([`handover`]): while armed, the RX threads check the gate every
+    /// millisecond, so that [`PacketEngine::set_handover`] takes effect at
+    /// once (which disarms it).
+    pub fn arm_handover(&self, on: bool) {
+        self.inner.gate.arm(on);
+    }
+
+    /// Binary upgrade of rvsd ([`handover`]): what the RX threads do with
+    /// frames from now on. For [`Handover::Hold`], returns once every RX
+    /// thread has emptied its ring as the previous mode would have
+    /// (forwarded or dropped) and flushed its flow cache, or false after
+    /// `deadline`. [`Handover::Forward`] (re)installs the nftables table
+    /// (on a thread of its own; it is left as it is in the other modes).
+    pub fn set_handover(&self, h: Handover, deadline: Duration) -> bool {
+        self.inner.gate.arm(false);
+        self.inner.gate.set(h);
+        match h {
+            Handover::Hold => self
+                .inner
+                .gate
+                .wait_parked(self.inner.opts.threads.max(1), deadline),
+            Handover::Forward => {
+                if let Some(t) = self.inner.nft.lock().as_mut() {
+                    t.forget();
+                }
+                // `nft` runs for milliseconds: not on the caller's time (the
+                // rules in force are the predecessor's until it is done)
+                let inner = self.inner.clone();
+                let _ = std::thread::Builder::new()
+                    .name("rvs-packet-nft".into())
+                    .spawn(move || inner.sync_nft());
+                true
+            }
+            Handover::Discard => true,
+        }
     }
 }
 
@@ -711,6 +766,10 @@ struct Worker {
     /// `poll` entries: the ring's slot, then `marks` (same order), for
     /// [`sys::PacketSocket::wait_any`].
     mark_pfds: Vec<libc::pollfd>,
+    /// The gate's mode at the last pass, and whether this thread is parked
+    /// ([`Handover::Hold`]).
+    gate_seen: Handover,
+    parked: bool,
 }
 
 /// Where the frames of a batch come from: the main ring, or the
@@ -988,6 +1047,7 @@ impl Worker {
         let now = Instant::now();
         let reasm = frag::Reassembler::new(frag_config(inner.opts.threads));
         let inner_threads = inner.opts.threads;
+        let gate_seen = inner.gate.mode();
         let mut w = Worker {
             id,
             inner,
@@ -1015,6 +1075,8 @@ impl Worker {
             marks: Vec::new(),
             marks_gen: 0,
             mark_pfds: Vec::new(),
+            gate_seen,
+            parked: false,
         };
         w.refresh_if();
         w
@@ -1061,23 +1123,39 @@ impl Worker {
         let mut frames = Vec::new();
         let mut mframes = Vec::new();
         while !self.inner.stop.load(Ordering::Relaxed) {
+            let gate = self.inner.gate.mode();
+            if gate == Handover::Hold {
+                if !self.parked {
+                    self.park(&mut frames, &mut mframes);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if self.parked {
+                self.parked = false;
+                self.inner.gate.unpark();
+            }
+            self.gate_seen = gate;
+            let forward = gate == Handover::Forward;
             if self.id == 0 {
                 self.sync_marks();
             }
             match self
                 .sock
-                .wait_any(&mut self.mark_pfds, Duration::from_millis(50))
+                .wait_any(&mut self.mark_pfds, self.inner.gate.poll_timeout())
             {
                 Ok(ring) => {
                     if ring && self.sock.recv_block(&mut frames) {
-                        for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
-                            self.handle_batch(Rx::Ring, chunk);
+                        if forward {
+                            for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
+                                self.handle_batch(Rx::Ring, chunk);
+                            }
                         }
                         self.sock.release_block();
                     }
                     for k in 0..self.marks.len() {
                         if self.mark_pfds.get(k + 1).is_some_and(|p| p.revents != 0) {
-                            self.recv_marks(k, &mut mframes);
+                            self.recv_marks(k, &mut mframes, forward);
                         }
                     }
                 }
@@ -1095,6 +1173,36 @@ impl Worker {
             self.cache.flush(&mut ipvs, now);
         }
         self.publish_cache_stats();
+    }
+
+    /// [`Handover::Hold`]: empty the ring and the mark sockets as the mode
+    /// before did (forward or drop), hand the flow cache's counts to the
+    /// table, and stop reading until the gate opens again.
+    fn park(&mut self, frames: &mut Vec<sys::RxFrame>, mframes: &mut Vec<sys::RxFrame>) {
+        let forward = self.gate_seen == Handover::Forward;
+        // one ring's worth at most, so a flood cannot keep us here
+        for _ in 0..64 {
+            if !self.sock.recv_block(frames) {
+                break;
+            }
+            if forward {
+                for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
+                    self.handle_batch(Rx::Ring, chunk);
+                }
+            }
+            self.sock.release_block();
+        }
+        for k in 0..self.marks.len() {
+            self.recv_marks(k, mframes, forward);
+        }
+        if !self.cache.is_empty() {
+            let now = self.inner.shared.now();
+            let mut ipvs = self.inner.shared.ipvs.lock();
+            self.cache.flush(&mut ipvs, now);
+        }
+        self.publish_cache_stats();
+        self.parked = true;
+        self.inner.gate.park();
     }
 
     /// Thread 0: open / close the firewall-mark sockets to match the
@@ -1149,13 +1257,14 @@ impl Worker {
 
     /// Handle what waits on the firewall-mark socket `marks[k]` (a few
     /// batches at most, so the ring is not starved).
-    fn recv_marks(&mut self, k: usize, frames: &mut Vec<sys::RxFrame>) {
+    fn recv_marks(&mut self, k: usize, frames: &mut Vec<sys::RxFrame>, forward: bool) {
         for _ in 0..4 {
             let Some(m) = self.marks.get_mut(k) else {
                 return;
             };
             match m.recv_batch(frames) {
                 Ok(0) => return,
+                Ok(_) if !forward => {}
                 Ok(_) => {
                     for chunk in frames.chunks(self.inner.opts.batch.max(1)) {
                         self.handle_batch(Rx::Mark(k), chunk);

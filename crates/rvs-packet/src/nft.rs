@@ -226,6 +226,14 @@ impl NftTable {
         Ok(())
     }
 
+    /// Forget what was installed: the next apply runs `nft` even if the
+    /// rules did not change (after another process may have replaced
+    /// them, see [`crate::handover`]).
+    pub fn forget(&mut self) {
+        self.last = None;
+        self.failed = None;
+    }
+
     /// Delete the table (if we created it).
     pub fn remove(&mut self) {
         if self.installed {

@@ -273,6 +273,28 @@ pub struct InstanceStatus {
     pub last_transition_unix: Option<f64>,
     /// Counters.
     pub counters: Counters,
+    /// Tracked objects (name, up), for a successor process.
+    #[serde(default)]
+    pub tracks: Vec<(String, bool)>,
+}
+
+/// What a predecessor process knew of a running instance, for a binary
+/// upgrade of the daemon ([`Instance::take_over`]). Serialisable: rvsd
+/// hands it to its successor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TakeOver {
+    /// The state the instance was in (MASTER and BACKUP are taken over as
+    /// they are; any other state starts as [`Instance::new`] does).
+    pub state: State,
+    /// Its counters, which go on counting.
+    pub counters: Counters,
+    /// How long ago its last transition was.
+    #[serde(default)]
+    pub since_transition: Option<Duration>,
+    /// The tracked objects' states (name, up); trackers not listed keep
+    /// their configured initial state.
+    #[serde(default)]
+    pub tracks: Vec<(String, bool)>,
 }
 
 fn skew(version: Version, prio: u8, master_adver_int: Duration) -> Duration {
@@ -325,6 +347,94 @@ impl Instance {
         inst
     }
 
+    /// Continue an instance a predecessor process ran (binary upgrade):
+    /// a MASTER stays MASTER and a BACKUP stays BACKUP *without a
+    /// transition* — no state-change event, no notify script, no VIP
+    /// removal or installation (the VIPs are already on the interface; the
+    /// shell renews their lifetime with the next advert), no gratuitous
+    /// ARP burst (only the periodic `garp_master_refresh`, counted from
+    /// now). A MASTER sends its first advert at once, so the peers hear
+    /// adverts at least every advert_int across the handover; a BACKUP
+    /// starts its Master_Down timer. Counters go on from `t.counters`.
+    /// Any other state starts as [`Instance::new`]. If a tracked object
+    /// with weight 0 is down, the usual transition follows from the
+    /// taken-over state.
+    pub fn take_over(cfg: InstanceConfig, now: Instant, t: &TakeOver) -> Instance {
+        if !matches!(t.state, State::Master | State::Backup) {
+            let mut inst = Instance::new(cfg, now);
+            inst.counters = t.counters.clone();
+            return inst;
+        }
+        let cfg = cfg.normalized();
+        let track_up = cfg
+            .tracks
+            .iter()
+            .map(|tc| {
+                t.tracks
+                    .iter()
+                    .find(|(n, _)| *n == tc.name)
+                    .map_or(tc.initially_up, |(_, up)| *up)
+            })
+            .collect();
+        let mut inst = Instance {
+            effective_priority: cfg.priority,
+            master_adver_int: cfg.advert_int,
+            state: t.state,
+            master_addr: None,
+            master_priority: 0,
+            down_timer: None,
+            advert_timer: None,
+            garp_timer: None,
+            garp_refresh_timer: None,
+            preempt_time: None,
+            track_up,
+            iface_up: true,
+            group_fault: false,
+            last_transition: t
+                .since_transition
+                .map(|d| now.checked_sub(d).unwrap_or(now)),
+            sync_pending: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: t.counters.clone(),
+            cfg,
+        };
+        inst.effective_priority = inst.compute_priority();
+        if t.state == State::Master {
+            inst.master_addr = Some(inst.cfg.local_addr);
+            inst.send_advert(inst.effective_priority);
+            inst.advert_timer = Some(now + inst.cfg.advert_int);
+            inst.garp_refresh_timer = inst.cfg.garp_master_refresh.map(|r| now + r);
+        } else {
+            inst.down_timer = Some(now + inst.master_down_interval());
+        }
+        // a tracked object that is down now: the usual transition
+        inst.reevaluate(now);
+        inst
+    }
+
+    /// What [`Instance::take_over`] needs to continue this instance in
+    /// another process. `now` dates the last transition.
+    pub fn take_over_state(&self, now: Instant) -> TakeOver {
+        TakeOver {
+            state: self.state,
+            counters: self.counters.clone(),
+            since_transition: self
+                .last_transition
+                .map(|t| now.saturating_duration_since(t)),
+            tracks: self.track_states(),
+        }
+    }
+
+    fn track_states(&self) -> Vec<(String, bool)> {
+        self.cfg
+            .tracks
+            .iter()
+            .zip(&self.track_up)
+            .map(|(t, up)| (t.name.clone(), *up))
+            .collect()
+    }
+
     /// The configuration (normalised).
     pub fn config(&self) -> &InstanceConfig {
         &self.cfg
@@ -371,6 +481,7 @@ impl Instance {
             },
             last_transition_unix: None,
             counters: self.counters.clone(),
+            tracks: self.track_states(),
         }
     }
 

@@ -26,6 +26,6 @@ pub mod shell;
 
 pub use config::{InitialState, InstanceConfig, NotifyScripts, Scope, TrackConfig, VipConfig};
 pub use instance::{
-    Counters, Event, Instance, InstanceStatus, NotifyKind, Reason, State, Transmit,
+    Counters, Event, Instance, InstanceStatus, NotifyKind, Reason, State, TakeOver, Transmit,
 };
 pub use packet::Version;

@@ -22,7 +22,9 @@
 //! rvs process dies, nobody renews and the kernel deletes the VIP within that
 //! lifetime, about when the backup's Master_Down_Interval expires. At start,
 //! before entering BACKUP, any address of the interface equal to one of our
-//! VIPs is removed (stale from an earlier run).
+//! VIPs is removed (stale from an earlier run) — except for an instance
+//! taken over from a predecessor process ([`RunOptions::take_over`], rvsd's
+//! binary upgrade), whose VIPs are live and renewed from its first advert.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -41,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{InstanceConfig, Scope};
 use crate::frame::{garp_frame, ipv4_frame, na_frame, parse_ipv4};
 use crate::instance::{
-    reconcile, Event, Instance, InstanceStatus, NotifyKind, RxVerdict, State, Transmit,
+    reconcile, Event, Instance, InstanceStatus, NotifyKind, RxVerdict, State, TakeOver, Transmit,
 };
 use crate::packet::{self, Version};
 
@@ -127,6 +129,10 @@ pub struct RunOptions {
     /// applied without leaving the current state, so a reload does not flap
     /// the VIP.
     pub reconfigure: Option<mpsc::UnboundedReceiver<Reconfigure>>,
+    /// Instances a predecessor process ran (binary upgrade), by name: they
+    /// continue in their state with [`Instance::take_over`]; their VIPs
+    /// are not removed at start.
+    pub take_over: HashMap<String, TakeOver>,
 }
 
 /// A run-time change of one running instance.
@@ -229,7 +235,13 @@ pub async fn run_with(
                     ))
                 })?;
         }
-        remove_stale_vips(&netlink, &cfg).await;
+        let take = opts.take_over.remove(&cfg.name);
+        if !take
+            .as_ref()
+            .is_some_and(|t| matches!(t.state, State::Master | State::Backup))
+        {
+            remove_stale_vips(&netlink, &cfg).await;
+        }
         if !ifaces.contains_key(&cfg.interface) {
             let arp = open_arp(link.index)
                 .map_err(|e| tracing::warn!(interface = %cfg.interface, "no AF_PACKET socket for GARP/NA: {e}"))
@@ -279,8 +291,14 @@ pub async fn run_with(
         let iface = cfg.interface.clone();
         tracing::info!(instance = %cfg.name, interface = %iface, src = %cfg.local_addr, vrid = cfg.vrid,
             "starting VRRP instance, VIP lifetime {:?}", lifetime);
+        if let Some(t) = &take {
+            tracing::info!(instance = %cfg.name, state = %t.state, "taking the instance over from the previous rvsd");
+        }
         slots.push(Slot {
-            inst: Instance::new(cfg, Instant::now()),
+            inst: match &take {
+                Some(t) => Instance::take_over(cfg, Instant::now(), t),
+                None => Instance::new(cfg, Instant::now()),
+            },
             iface,
             renew_every,
             last_renew: None,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rvs_vrrp::instance::{reconcile, RxVerdict};
 use rvs_vrrp::packet::{Packet, Repr};
 use rvs_vrrp::{
-    Event, Instance, InstanceConfig, NotifyKind, State, TrackConfig, Version, VipConfig,
+    Event, Instance, InstanceConfig, NotifyKind, State, TakeOver, TrackConfig, Version, VipConfig,
 };
 
 const LATENCY: Duration = Duration::from_millis(1);
@@ -105,6 +105,15 @@ impl Sim {
     fn restart(&mut self, i: usize, c: InstanceConfig) {
         self.routers[i].alive = true;
         self.routers[i].inst = Some(Instance::new(c, self.now));
+        self.drain(i);
+    }
+
+    /// Binary upgrade: a new process continues router `i`'s instance
+    /// from what the old one knew (the old one stops without a word).
+    fn upgrade(&mut self, i: usize, c: InstanceConfig) {
+        let now = self.now;
+        let t = self.inst(i).take_over_state(now);
+        self.routers[i].inst = Some(Instance::take_over(c, now, &t));
         self.drain(i);
     }
 
@@ -976,4 +985,163 @@ fn golden_trace_backup_life() {
     let got: Vec<&str> = trace.iter().map(|l| l.trim()).collect();
     let want: Vec<&str> = expected.lines().map(str::trim).collect();
     assert_eq!(got, want, "\n{}", trace.join("\n"));
+}
+
+/// Events other than the quiet ones an upgrade may produce.
+fn loud(events: &[(Duration, Event)], since: Duration) -> Vec<Event> {
+    events
+        .iter()
+        .filter(|(t, _)| *t >= since)
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
+#[test]
+fn upgrade_of_a_master_is_silent_and_adverts_go_on() {
+    let mut s = Sim::new();
+    let mut ca = cfg("A", 11, 100);
+    ca.garp_master_refresh = Some(Duration::from_secs(10));
+    let a = s.add(ca.clone());
+    let b = s.add(cfg("B", 12, 50));
+    s.run_for(Duration::from_secs(6));
+    assert_eq!(s.masters(), vec![a]);
+    // upgrade between two adverts
+    s.run_for(ms(400));
+    let t_up = s.t();
+    let before = s.inst(a).counters().clone();
+    s.upgrade(a, ca);
+    assert_eq!(s.state(a), State::Master);
+    // no transition, no notify, no VIP change, no GARP burst
+    assert_eq!(loud(&s.routers[a].events, t_up), vec![]);
+    // the first advert goes out at once
+    assert_eq!(*s.routers[a].sent.last().unwrap(), (t_up, 100));
+    let c = s.inst(a).counters().clone();
+    assert_eq!(c.became_master, before.became_master);
+    assert_eq!(c.adverts_tx, before.adverts_tx + 1);
+    s.run_for(Duration::from_secs(12));
+    assert_eq!(s.masters(), vec![a]);
+    assert!(s.became_master_at(b).is_empty());
+    // the peer heard an advert at least every advert_int throughout
+    let sent: Vec<Duration> = s.routers[a].sent.iter().map(|(t, _)| *t).collect();
+    assert!(
+        sent.windows(2)
+            .all(|w| w[1] - w[0] <= Duration::from_secs(1)),
+        "{sent:?}"
+    );
+    // only the periodic refresh: one GARP, 10 s after the upgrade
+    let garps: Vec<(Duration, Event)> = s.routers[a]
+        .events
+        .iter()
+        .filter(|(t, e)| *t >= t_up && matches!(e, Event::SendGarp { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(garps.len(), 1, "{garps:?}");
+    assert!(close(garps[0].0, t_up + Duration::from_secs(10)));
+    assert_eq!(
+        garps[0].1,
+        Event::SendGarp {
+            addrs: vec![vip()],
+            repeat: 1
+        }
+    );
+    // the upgraded master still behaves: a graceful stop hands over
+    s.shutdown(a);
+    s.run_for(Duration::from_secs(2));
+    assert_eq!(s.masters(), vec![b]);
+}
+
+#[test]
+fn upgrade_of_a_backup_stays_backup_and_still_takes_over() {
+    let mut s = Sim::new();
+    let a = s.add(cfg("A", 11, 100));
+    let cb = cfg("B", 12, 50);
+    let b = s.add(cb.clone());
+    s.run_for(Duration::from_secs(6));
+    let t_up = s.t();
+    s.upgrade(b, cb);
+    assert_eq!(s.state(b), State::Backup);
+    assert_eq!(loud(&s.routers[b].events, t_up), vec![]);
+    s.run_for(Duration::from_secs(6));
+    assert_eq!(s.masters(), vec![a]);
+    // the master dies: the upgraded backup takes over as usual
+    let last = s.routers[a].sent.last().unwrap().0;
+    s.crash(a);
+    s.run_for(Duration::from_secs(6));
+    let t = s.became_master_at(b);
+    assert_eq!(t.len(), 1);
+    assert!(close(t[0], last + LATENCY + down_v2(50)), "{t:?}");
+}
+
+#[test]
+fn upgrade_keeps_track_states_and_faults_if_one_is_down() {
+    let mut s = Sim::new();
+    let mut ca = cfg("A", 11, 100);
+    ca.tracks = vec![
+        TrackConfig {
+            name: "chk".into(),
+            weight: 20,
+            reverse: false,
+            // the new process's script runner has not run yet
+            initially_up: false,
+        },
+        TrackConfig {
+            name: "eth1".into(),
+            weight: 0,
+            reverse: false,
+            initially_up: true,
+        },
+    ];
+    let a = s.add(ca.clone());
+    let now = s.now;
+    s.inst(a).set_track(now, "chk", true);
+    s.run_for(Duration::from_secs(6));
+    assert_eq!(s.inst(a).effective_priority(), 120);
+    let t_up = s.t();
+    s.upgrade(a, ca.clone());
+    // the tracker's state came along: same priority, no event
+    assert_eq!(s.inst(a).effective_priority(), 120);
+    assert_eq!(loud(&s.routers[a].events, t_up), vec![]);
+    // a weight-0 tracker that is down in the taken-over state: the
+    // instance leaves MASTER as it would have (priority 0, VIPs removed)
+    let now = s.now;
+    let mut t = s.inst(a).take_over_state(now);
+    t.tracks = vec![("chk".into(), true), ("eth1".into(), false)];
+    let inst = Instance::take_over(ca, now, &t);
+    s.routers[a].inst = Some(inst);
+    s.drain(a);
+    assert_eq!(s.state(a), State::Fault);
+    assert_eq!(s.routers[a].sent.last().unwrap().1, 0);
+    assert!(s.routers[a]
+        .events
+        .iter()
+        .any(|(t, e)| *t == s.t() && *e == Event::DelVips));
+}
+
+#[test]
+fn upgrade_from_another_state_starts_afresh_with_the_counters() {
+    let now = Instant::now();
+    let t = TakeOver {
+        state: State::Fault,
+        counters: rvs_vrrp::Counters {
+            adverts_rx: 7,
+            ..Default::default()
+        },
+        since_transition: None,
+        tracks: Vec::new(),
+    };
+    let mut i = Instance::take_over(cfg("A", 11, 100), now, &t);
+    assert_eq!(i.state(), State::Backup);
+    assert_eq!(i.counters().adverts_rx, 7);
+    assert!(matches!(
+        i.poll_event(),
+        Some(Event::StateChange {
+            from: State::Init,
+            to: State::Backup,
+            ..
+        })
+    ));
+    // the handover format: JSON, unknown-free
+    let j = serde_json::to_string(&t).unwrap();
+    let back: TakeOver = serde_json::from_str(&j).unwrap();
+    assert_eq!(back, t);
 }

@@ -37,6 +37,12 @@ control API. Runs keepalived configuration files unchanged.
   -c, --checkers_pid=FILE    accepted for keepalived compatibility (one process)
   -h, --help                 show this help
   -v, --version              show the version
+
+Signals: SIGTERM/SIGINT stop; SIGHUP reloads the -f file (only the
+difference is applied); SIGUSR2 upgrades without an outage: rvsd starts the
+binary at its own path with the same arguments and hands over its sockets,
+connections, table, health checks and VRRP state; if that fails, this rvsd
+goes on serving and logs why.
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

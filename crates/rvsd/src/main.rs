@@ -86,28 +86,72 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Ok(i) => i,
         Err(e) => anyhow::bail!("upgrade refused: {e}"),
     };
+    // The configuration first: one that no longer loads, or has errors,
+    // refuses an upgrade before anything is taken over (the old rvsd goes on
+    // serving), as a SIGHUP reload keeps the running configuration.
+    let loaded = match (&args.config, &incoming) {
+        (Some(path), Some(inc)) => {
+            let why = match runtime::load(path, &load_options(&args)) {
+                Ok(l) if !l.has_errors() => Ok(l),
+                Ok(l) => {
+                    for d in &l.diagnostics {
+                        warn!("{d}");
+                    }
+                    Err(format!(
+                        "the configuration {} has errors (see the new rvsd's log); fix it and upgrade again",
+                        path.display()
+                    ))
+                }
+                Err(e) => Err(format!("the configuration cannot be loaded: {e}")),
+            };
+            match why {
+                Ok(l) => Some(l),
+                Err(why) => {
+                    inc.refuse(&why);
+                    anyhow::bail!("upgrade refused: {why}");
+                }
+            }
+        }
+        (Some(path), None) => Some(runtime::load(path, &load_options(&args))?),
+        (None, _) => None,
+    };
     let shared = Shared::new(Ipvs::new());
     let mut proxy: Option<Arc<ProxyEngine>> = None;
+    let mut packet: Option<Arc<rvs_packet::PacketEngine>> = None;
     let engine: Arc<dyn Engine> = match args.engine.as_str() {
         "packet" | "xdp" => {
             let Some(ifname) = &args.interface else {
                 anyhow::bail!("--engine {} needs --interface IF (the director's interface towards clients and real servers)", args.engine);
             };
-            let packet = |shared: Arc<Shared>| -> anyhow::Result<Arc<dyn Engine>> {
-                let pe = rvs_packet::PacketEngine::new(shared, rvs_packet::PacketOptions::new(ifname))
+            let mut popts = rvs_packet::PacketOptions::new(ifname);
+            if incoming.is_some() {
+                // forward nothing, leave nftables alone until the handover
+                popts.gate = rvs_packet::Handover::Discard;
+            }
+            let new_packet =
+                |shared: Arc<Shared>| -> anyhow::Result<Arc<rvs_packet::PacketEngine>> {
+                    let pe = rvs_packet::PacketEngine::new(shared, popts.clone())
                     .map_err(|e| anyhow::anyhow!("cannot start the packet engine on {ifname}: {e} (it needs root, or CAP_NET_RAW and CAP_NET_ADMIN; or use --engine proxy)"))?;
-                Ok(Arc::new(pe))
-            };
-            if args.engine == "xdp" {
+                    Ok(Arc::new(pe))
+                };
+            let xdp = if args.engine == "xdp" {
                 match rvs_xdp::XdpEngine::new(shared.clone(), rvs_xdp::XdpOptions::new(ifname)) {
-                    Ok(x) => Arc::new(x),
+                    Ok(x) => Some(Arc::new(x)),
                     Err(e) => {
                         warn!(interface = %ifname, error = %e, "AF_XDP engine unavailable, falling back to the AF_PACKET engine");
-                        packet(shared.clone())?
+                        None
                     }
                 }
             } else {
-                packet(shared.clone())?
+                None
+            };
+            match xdp {
+                Some(x) => x,
+                None => {
+                    let pe = new_packet(shared.clone())?;
+                    packet = Some(pe.clone());
+                    pe
+                }
             }
         }
         _ => {
@@ -145,26 +189,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => None,
     };
     let mut vrrp = None;
-    let ka = match &args.config {
-        Some(path) => {
+    let ka = match (&args.config, &loaded) {
+        (Some(path), Some(loaded)) => {
             let opts = load_options(&args);
-            let loaded = runtime::load(path, &opts)?;
             for d in &loaded.diagnostics {
                 warn!("{d}");
             }
             if !args.check_only && !loaded.config.vrrp_instances.is_empty() {
                 let mut warnings = Vec::new();
-                let (inst, ropts) = rvsd::vrrp::instances(&loaded.config, &mut warnings);
+                let (inst, mut ropts) = rvsd::vrrp::instances(&loaded.config, &mut warnings);
                 for w in warnings {
                     warn!("{w}");
+                }
+                if let Some(inc) = &incoming {
+                    rvsd::vrrp::take_over(&mut ropts, inc.state.vrrp_take_over());
                 }
                 let sync = rvsd::vrrp::sync_binding(&loaded.config);
                 vrrp = Some(rvsd::vrrp::Vrrp::start(&daemon, inst, ropts, sync)?);
             }
-            (!args.vrrp_only)
-                .then(|| runtime::Runtime::start(daemon.clone(), path.clone(), opts, &loaded))
+            let checks = incoming
+                .as_ref()
+                .map(|inc| inc.state.check_take_over())
+                .unwrap_or_default();
+            (!args.vrrp_only).then(|| {
+                runtime::Runtime::start_taking_over(
+                    daemon.clone(),
+                    path.clone(),
+                    opts,
+                    loaded,
+                    checks,
+                )
+            })
         }
-        None => None,
+        _ => None,
     };
     if args.demo {
         demo::start(&daemon, args.demo_port, &socket).await?;
@@ -193,9 +250,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(inc) = incoming {
         // serving: take the predecessor's relayed connections, then it exits
+        if let Some(v) = &vrrp {
+            if !v.started(Duration::from_secs(5)).await {
+                warn!("upgrade: the VRRP instances are not running after 5 s");
+            }
+        }
         daemon.reconcile();
-        let p = proxy.clone();
-        match tokio::task::spawn_blocking(move || inc.finish(p)).await {
+        let (d, p, pk) = (daemon.clone(), proxy.clone(), packet.clone());
+        match tokio::task::spawn_blocking(move || inc.finish(&d, p, pk)).await {
             Ok(Ok(n)) => info!(relays = n, "upgrade: handover complete, serving"),
             Ok(Err(e)) => {
                 error!(error = %e, "upgrade: handover failed; the old rvsd goes on serving, this one exits");
@@ -219,6 +281,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let socks = rvsd::upgrade::Sockets {
                     control: control_fd,
                     proxy: proxy.clone(),
+                    packet: packet.clone(),
                 };
                 tokio::spawn(rvsd::upgrade::upgrade(daemon.clone(), socks));
                 continue;

@@ -48,6 +48,9 @@ pub struct Runtime {
     opts: LoadOptions,
     actions: mpsc::Sender<(String, Action)>,
     running: Mutex<Running>,
+    /// Binary upgrade: the previous rvsd's check status per virtual server,
+    /// taken by each driver as it starts.
+    initial: Mutex<HashMap<String, rvs_check::VirtualServerStatus>>,
 }
 
 /// Print diagnostics the way `rvsd -t` and start-up show them.
@@ -70,6 +73,20 @@ impl Runtime {
         opts: LoadOptions,
         loaded: &Loaded,
     ) -> Arc<Runtime> {
+        Self::start_taking_over(daemon, path, opts, loaded, HashMap::new())
+    }
+
+    /// [`Runtime::start`] after a binary upgrade: the health checks of the
+    /// virtual servers named in `initial` go on from the previous rvsd's
+    /// status ([`rvs_check::VirtualServer::take_over`]): no real server is
+    /// re-added or removed, no check cycle runs first.
+    pub fn start_taking_over(
+        daemon: Arc<Daemon>,
+        path: PathBuf,
+        opts: LoadOptions,
+        loaded: &Loaded,
+        initial: HashMap<String, rvs_check::VirtualServerStatus>,
+    ) -> Arc<Runtime> {
         let (tx, rx) = mpsc::channel(1024);
         let rt = Arc::new(Runtime {
             daemon,
@@ -77,6 +94,7 @@ impl Runtime {
             opts,
             actions: tx,
             running: Mutex::new(Running::default()),
+            initial: Mutex::new(initial),
         });
         tokio::spawn(apply_actions(rt.clone(), rx));
         rt.apply(&loaded.config);
@@ -328,9 +346,14 @@ impl Runtime {
             });
             rx
         });
+        let initial = self.initial.lock().remove(&cfg.name);
+        if initial.is_some() {
+            info!(service = %cfg.name, "health checks taken over from the previous rvsd");
+        }
         let opts = DriverOptions {
             reload: Some(rrx),
             suspend,
+            initial,
             ..DriverOptions::default()
         };
         tokio::spawn(rvs_check::run_virtual_server(

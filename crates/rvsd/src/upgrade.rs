@@ -17,7 +17,12 @@
 //! 3. The predecessor stops accepting, stops every relayed connection at a
 //!    clean point (nothing read and not yet written) and sends their socket
 //!    pairs (`RELAYS`, in batches, then `RELAYS_END`); the successor relays
-//!    them on and answers `DONE`.
+//!    them on and answers `DONE`. Before the relays, once nothing changes
+//!    its table any more (relays stopped; the packet engine's RX threads
+//!    stopped too), the predecessor sends what changed in its table since
+//!    `STATE` (`TABLE`: entries created or changed state, the counters); the
+//!    successor takes it and, with the packet engine, starts forwarding
+//!    (see [`rvs_packet::handover`] for the gate on both sides).
 //! 4. The predecessor exits without cleaning up what is now the
 //!    successor's: the control socket file, the pidfile (the successor
 //!    writes its own pid), the nftables guard, the VIPs.
@@ -27,6 +32,21 @@
 //! cannot tell when a keep-alive connection is idle between requests, so
 //! draining would keep the old process alive as long as any client holds a
 //! connection open.
+//!
+//! The state also carries what the successor needs to go on *without a
+//! transition*: each VRRP instance's state, counters and tracker states (a
+//! MASTER stays MASTER: no notify, no GARP burst, its VIPs are not touched,
+//! it adverts at once; see [`rvs_vrrp::Instance::take_over`]), and each
+//! virtual server's health-check status (no real server flaps, no new check
+//! cycle before serving; see [`rvs_check::VirtualServer::take_over`]). The
+//! successor refuses a configuration (`-f`) that no longer loads or has
+//! errors, before it touches anything (as a SIGHUP reload would).
+//!
+//! Test hooks, read by the successor only (the lab tests use them to
+//! provoke failures): `RVS_UPGRADE_TEST_FORMAT=N` makes it speak handover
+//! format N; `RVS_UPGRADE_TEST_READY_DELAY_MS=N` delays its `READY`;
+//! `RVS_UPGRADE_TEST_CRASH_AFTER_READY=1` makes it abort right after
+//! `READY`. Never set them in production.
 //!
 //! Until `READY` the predecessor serves as before; if the successor exits,
 //! refuses, or is not ready within [`READY_TIMEOUT`], the predecessor
@@ -40,6 +60,7 @@ use rvs_api::{Command, DaemonInfo, Reply, ServiceInfo, ServiceKey, Timeouts};
 use rvs_core::{CounterState, Protocol, Stats, SyncConn};
 use rvs_dataplane::proxy::{ProxyEngine, RelayHandover};
 use rvs_dataplane::ListenKey;
+use rvs_packet::{Handover, PacketEngine};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +86,13 @@ const REFUSED: u32 = 3;
 const RELAYS: u32 = 4;
 const RELAYS_END: u32 = 5;
 const DONE: u32 = 6;
+const TABLE: u32 = 7;
+/// Test hook (successor only): speak this handover format instead.
+pub const ENV_TEST_FORMAT: &str = "RVS_UPGRADE_TEST_FORMAT";
+/// Test hook (successor only): wait this many ms before `READY`.
+pub const ENV_TEST_READY_DELAY_MS: &str = "RVS_UPGRADE_TEST_READY_DELAY_MS";
+/// Test hook (successor only): abort right after `READY`.
+pub const ENV_TEST_CRASH_AFTER_READY: &str = "RVS_UPGRADE_TEST_CRASH_AFTER_READY";
 /// SCM_MAX_FD is 253: relays go in batches of this many socket pairs.
 const RELAYS_PER_MESSAGE: usize = 120;
 /// Largest message accepted (a table of millions of entries fits).
@@ -101,6 +129,28 @@ pub struct Conn {
     pub pe_data: Option<Vec<u8>>,
 }
 
+/// Identity of an entry (templates with persistence-engine data apart).
+type ConnKey = (u8, IpAddr, u16, IpAddr, u16, bool, u32, Option<Vec<u8>>);
+/// What the successor must know again if it changed.
+type ConnVal = (u16, u32, IpAddr, u16);
+
+fn conn_key(c: &Conn) -> ConnKey {
+    (
+        c.protocol,
+        c.caddr,
+        c.cport,
+        c.vaddr,
+        c.vport,
+        c.flags & 0x1000 != 0,
+        c.fwmark,
+        c.pe_data.clone(),
+    )
+}
+
+fn conn_val(c: &Conn) -> ConnVal {
+    (c.state, c.flags, c.daddr, c.dport)
+}
+
 /// A listening socket passed along (its fd follows the control socket's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Listener {
@@ -122,6 +172,165 @@ pub struct State {
     pub timeouts: Timeouts,
     pub sysctls: Vec<(String, String)>,
     pub daemons: Vec<DaemonInfo>,
+    /// VRRP instances (as `rvsadm --vrrp --json` shows them).
+    #[serde(default)]
+    pub vrrp: Vec<rvs_vrrp::InstanceStatus>,
+    /// Health checks per virtual server (as `rvsadm --checks --json`).
+    #[serde(default)]
+    pub checks: Vec<CheckState>,
+}
+
+/// The table's entries and counters at the moment the packet engine
+/// stopped forwarding (`TABLE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TableNow {
+    counters: Vec<Counters>,
+    conns: Vec<Conn>,
+}
+
+/// A virtual server's health checks as the predecessor's driver left them
+/// (the fields of [`rvs_check::VirtualServerStatus`] a successor needs;
+/// same names, so it reads `rvsadm --checks --json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckState {
+    pub name: String,
+    pub quorum_up: bool,
+    pub sorry_active: bool,
+    #[serde(default)]
+    pub suspended: bool,
+    pub real_servers: Vec<CheckRs>,
+}
+
+/// One real server of a [`CheckState`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckRs {
+    pub addr: SocketAddr,
+    pub alive: bool,
+    pub in_table: bool,
+    pub weight: u32,
+    pub failed_checkers: u32,
+    pub last_transition_secs_ago: Option<f64>,
+    pub checkers: Vec<CheckChecker>,
+}
+
+/// One checker of a [`CheckRs`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckChecker {
+    pub kind: String,
+    #[serde(default)]
+    pub target: String,
+    pub connect: SocketAddr,
+    pub up: bool,
+    pub has_run: bool,
+    pub retry_it: u32,
+    pub last_error: Option<String>,
+    pub last_transition_secs_ago: Option<f64>,
+    pub counters: CheckCounters,
+}
+
+/// [`rvs_check::machine::CheckerCounters`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CheckCounters {
+    pub probes: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub transitions: u64,
+}
+
+impl CheckState {
+    /// Back to the status [`rvs_check::VirtualServer::take_over`] starts
+    /// from.
+    pub fn to_status(&self) -> rvs_check::VirtualServerStatus {
+        const KINDS: [&str; 9] = [
+            "TCP_CHECK",
+            "HTTP_GET",
+            "SSL_GET",
+            "MISC_CHECK",
+            "SMTP_CHECK",
+            "DNS_CHECK",
+            "UDP_CHECK",
+            "PING_CHECK",
+            "FILE_CHECK",
+        ];
+        use rvs_check::machine::{CheckerCounters, CheckerStatus, RealServerStatus};
+        rvs_check::VirtualServerStatus {
+            name: self.name.clone(),
+            quorum_up: self.quorum_up,
+            alive_weight: 0,
+            sorry_active: self.sorry_active,
+            suspended: self.suspended,
+            real_servers: self
+                .real_servers
+                .iter()
+                .map(|r| RealServerStatus {
+                    addr: r.addr,
+                    alive: r.alive,
+                    in_table: r.in_table,
+                    weight: r.weight,
+                    failed_checkers: r.failed_checkers,
+                    last_transition_secs_ago: r.last_transition_secs_ago,
+                    checkers: r
+                        .checkers
+                        .iter()
+                        .map(|c| CheckerStatus {
+                            // an unknown kind matches no checker: it starts afresh
+                            kind: KINDS.into_iter().find(|k| *k == c.kind).unwrap_or(""),
+                            target: c.target.clone(),
+                            connect: c.connect,
+                            up: c.up,
+                            has_run: c.has_run,
+                            retry_it: c.retry_it,
+                            last_error: c.last_error.clone(),
+                            last_transition_secs_ago: c.last_transition_secs_ago,
+                            counters: CheckerCounters {
+                                probes: c.counters.probes,
+                                successes: c.counters.successes,
+                                failures: c.counters.failures,
+                                transitions: c.counters.transitions,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl State {
+    /// The VRRP instances to take over, by name.
+    pub fn vrrp_take_over(&self) -> std::collections::HashMap<String, rvs_vrrp::TakeOver> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.vrrp
+            .iter()
+            .map(|i| {
+                (
+                    i.name.clone(),
+                    rvs_vrrp::TakeOver {
+                        state: i.state,
+                        counters: i.counters.clone(),
+                        since_transition: i
+                            .last_transition_unix
+                            .and_then(|t| Duration::try_from_secs_f64(now - t).ok()),
+                        tracks: i.tracks.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The health-check status to start each virtual server's driver from,
+    /// by virtual server name.
+    pub fn check_take_over(
+        &self,
+    ) -> std::collections::HashMap<String, rvs_check::VirtualServerStatus> {
+        self.checks
+            .iter()
+            .map(|c| (c.name.clone(), c.to_status()))
+            .collect()
+    }
 }
 
 /// A relay's metadata (its two fds travel with the message).
@@ -255,6 +464,8 @@ pub struct Sockets {
     pub control: RawFd,
     /// The proxy engine, when it is the data plane.
     pub proxy: Option<Arc<ProxyEngine>>,
+    /// The packet engine, when it is the data plane.
+    pub packet: Option<Arc<PacketEngine>>,
 }
 
 /// The table as [`State`] (under one lock, so it is consistent).
@@ -272,6 +483,34 @@ pub fn collect(d: &Daemon, listeners: Vec<Listener>) -> State {
         _ => Vec::new(),
     };
     let daemons = d.sync.list();
+    let report = |f: &parking_lot::Mutex<Option<crate::state::StatusFn>>| {
+        f.lock().as_ref().map(|f| f().data)
+    };
+    let vrrp = report(&d.vrrp)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let checks = report(&d.checks)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let TableNow { counters, conns } = table_now(d, &services);
+    State {
+        format: FORMAT,
+        from_version: env!("CARGO_PKG_VERSION").to_string(),
+        from_pid: std::process::id(),
+        listeners,
+        services,
+        counters,
+        conns,
+        timeouts,
+        sysctls,
+        daemons,
+        vrrp,
+        checks,
+    }
+}
+
+/// Entries and counters of the table (under one lock).
+fn table_now(d: &Daemon, services: &[ServiceInfo]) -> TableNow {
     let now = d.shared.now();
     let mut t = d.shared.ipvs.lock();
     let mut counters = Vec::new();
@@ -288,7 +527,7 @@ pub fn collect(d: &Daemon, listeners: Vec<Listener>) -> State {
     if let Some(c) = t.counter_state(None, None) {
         push(None, None, c);
     }
-    for s in &services {
+    for s in services {
         let k = key_to_core(&s.spec.key);
         if let Some(c) = t.counter_state(Some(&k), None) {
             push(Some(s.spec.key), None, c);
@@ -319,18 +558,7 @@ pub fn collect(d: &Daemon, listeners: Vec<Listener>) -> State {
             pe_data: c.pe_data,
         })
         .collect();
-    State {
-        format: FORMAT,
-        from_version: env!("CARGO_PKG_VERSION").to_string(),
-        from_pid: std::process::id(),
-        listeners,
-        services,
-        counters,
-        conns,
-        timeouts,
-        sysctls,
-        daemons,
-    }
+    TableNow { counters, conns }
 }
 
 /// The binary to start: the path this process was started from (after a
@@ -352,12 +580,18 @@ pub async fn upgrade(d: Arc<Daemon>, socks: Sockets) {
         warn!("SIGUSR2: an upgrade is already in progress; this one is ignored");
         return;
     }
+    if let Some(pe) = &socks.packet {
+        pe.arm_handover(true);
+    }
     match run_upgrade(&d, &socks).await {
         Ok(()) => {
             info!("upgrade complete: the new rvsd serves; this process exits");
             std::process::exit(0);
         }
         Err(e) => {
+            if let Some(pe) = &socks.packet {
+                pe.arm_handover(false);
+            }
             error!(reason = %e, "upgrade failed; this rvsd keeps serving");
             d.record_event("upgrade", format!("upgrade failed: {e}"));
         }
@@ -402,6 +636,12 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
     }
     let state = collect(d, listeners);
     let json = serde_json::to_vec(&state).map_err(|e| format!("cannot encode the state: {e}"))?;
+    // what the successor has: TABLE then carries only what changed
+    let known: std::collections::HashMap<ConnKey, ConnVal> = state
+        .conns
+        .iter()
+        .map(|c| (conn_key(c), conn_val(c)))
+        .collect();
     let entries = state.conns.len();
     let sock = ours
         .try_clone()
@@ -411,10 +651,11 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
     match sent {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            return Err(fail(
-                &mut child,
-                format!("cannot send the state: {e} (did the new rvsd exit?)"),
-            ))
+            let why = match exited(&mut child).await {
+                Some(s) => format!("the new rvsd exited ({s}) before it was ready (see its log: configuration error, wrong binary?)"),
+                None => format!("cannot send the state: {e}"),
+            };
+            return Err(fail(&mut child, why));
         }
         Err(e) => return Err(fail(&mut child, format!("handover task: {e}"))),
     }
@@ -436,7 +677,12 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
             return Err(fail(&mut child, format!("unexpected handover message {k}")))
         }
         Ok(Err(e)) => {
-            let status = child.try_wait().ok().flatten();
+            let status = match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    child.try_wait().ok().flatten()
+                }
+                _ => exited(&mut child).await,
+            };
             return Err(fail(
                 &mut child,
                 match status {
@@ -462,18 +708,47 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
         }
         None => Vec::new(),
     };
+    // the packet engine stops forwarding; the table as it is now follows
+    if let Some(pe) = &socks.packet {
+        let pe = pe.clone();
+        let held = tokio::task::spawn_blocking(move || {
+            pe.set_handover(Handover::Hold, Duration::from_secs(2))
+        })
+        .await
+        .unwrap_or(false);
+        if !held {
+            warn!("upgrade: the packet engine's RX threads did not stop within 2 s; handing over anyway");
+        }
+    }
+    // nothing changes here any more: the entries created or changed since
+    // STATE (the relays' too) and the counters as they are now
+    let services = match d.handle(Command::ListServices) {
+        Ok(Reply::Services(s)) => s,
+        _ => Vec::new(),
+    };
+    let mut now = table_now(d, &services);
+    now.conns
+        .retain(|c| known.get(&conn_key(c)) != Some(&conn_val(c)));
+    let table = serde_json::to_vec(&now).ok();
+    drop(known);
     let n = relays.len();
     let sock = ours
         .try_clone()
         .map_err(|e| format!("handover socket: {e}"))?;
     let result = tokio::task::spawn_blocking(move || -> (io::Result<()>, Vec<RelayHandover>) {
-        let r = send_relays(&sock, &relays).and_then(|()| {
-            let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
-            match recv_msg(&sock)? {
-                (DONE, _, _) => Ok(()),
-                (k, _, _) => Err(io::Error::other(format!("unexpected handover message {k}"))),
-            }
-        });
+        let table = match &table {
+            Some(t) => send_msg(&sock, TABLE, &[], t),
+            None => Err(io::Error::other("cannot encode the table")),
+        };
+        let r = table
+            .and_then(|()| send_relays(&sock, &relays))
+            .and_then(|()| {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(10)));
+                match recv_msg(&sock)? {
+                    (DONE, _, _) => Ok(()),
+                    (k, _, _) => Err(io::Error::other(format!("unexpected handover message {k}"))),
+                }
+            });
         (r, relays)
     })
     .await;
@@ -492,10 +767,25 @@ async fn run_upgrade(d: &Arc<Daemon>, socks: &Sockets) -> Result<(), String> {
             if let Some(p) = &socks.proxy {
                 p.resume_relays(relays);
             }
+            if let Some(pe) = &socks.packet {
+                pe.set_handover(Handover::Forward, Duration::ZERO);
+            }
             Err(why)
         }
         Err(e) => Err(format!("handover task: {e}")),
     }
+}
+
+/// A closed handover socket usually means the child is exiting: wait a
+/// moment for its status, so that the log says why.
+async fn exited(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    for _ in 0..50 {
+        if let Some(s) = child.try_wait().ok().flatten() {
+            return Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 fn send_relays(sock: &UnixStream, relays: &[RelayHandover]) -> io::Result<()> {
@@ -565,9 +855,13 @@ pub fn incoming() -> Result<Option<Incoming>, String> {
     }
     let head: Head = serde_json::from_slice(&payload)
         .map_err(|e| refuse(format!("handover state unreadable: {e}")))?;
-    if head.format != FORMAT {
+    let ours = std::env::var(ENV_TEST_FORMAT)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FORMAT);
+    if head.format != ours {
         return Err(refuse(format!(
-            "handover format {} is not this rvsd's format {FORMAT} (rvsd {}); upgrade through a release that speaks both, or restart",
+            "handover format {} is not this rvsd's format {ours} (rvsd {}); upgrade through a release that speaks both, or restart",
             head.format,
             env!("CARGO_PKG_VERSION")
         )));
@@ -632,9 +926,23 @@ pub fn import(d: &Daemon, st: &State) {
             });
         }
     }
+    import_table(d, &st.counters, &st.conns);
+    drop_in_daemons(d, st);
+    info!(
+        from_pid = st.from_pid,
+        from_version = %st.from_version,
+        services = st.services.len(),
+        entries = st.conns.len(),
+        "upgrade: table taken over"
+    );
+}
+
+/// Counters and entries into the table (an entry already there is updated,
+/// as a sync backup does).
+fn import_table(d: &Daemon, counters: &[Counters], conns: &[Conn]) {
     let now = d.shared.now();
     let mut t = d.shared.ipvs.lock();
-    for c in &st.counters {
+    for c in counters {
         let key = c.service.as_ref().map(key_to_core);
         let s = c.stats;
         let cs = CounterState {
@@ -650,7 +958,7 @@ pub fn import(d: &Daemon, st: &State) {
         };
         t.set_counter_state(key.as_ref(), c.dest, &cs);
     }
-    for c in &st.conns {
+    for c in conns {
         let sc = SyncConn {
             protocol: c.protocol,
             flags: c.flags,
@@ -668,7 +976,38 @@ pub fn import(d: &Daemon, st: &State) {
         };
         t.import_conn(now, &sc, false);
     }
-    drop(t);
+}
+
+/// The predecessor's table as it was when it stopped: its counters plus
+/// what this process counted itself since it took the state (the proxy
+/// engine accepts on the shared listeners from then on), with the
+/// predecessor's estimator state; its entries (the ones created since the
+/// state are added, the others updated).
+fn import_final(d: &Daemon, at_state: &[Counters], last: &[Counters], conns: &[Conn]) {
+    let mut merged = Vec::with_capacity(last.len());
+    {
+        let mut t = d.shared.ipvs.lock();
+        for c in last {
+            let key = c.service.as_ref().map(key_to_core);
+            let base = at_state
+                .iter()
+                .find(|b| b.service == c.service && b.dest == c.dest)
+                .map_or([0; 5], |b| b.stats);
+            let mut c = c.clone();
+            if let Some(cur) = t.counter_state(key.as_ref(), c.dest) {
+                let s = cur.stats;
+                let cur = [s.conns, s.inpkts, s.outpkts, s.inbytes, s.outbytes];
+                for i in 0..5 {
+                    c.stats[i] = c.stats[i].saturating_add(cur[i].saturating_sub(base[i]));
+                }
+            }
+            merged.push(c);
+        }
+    }
+    import_table(d, &merged, conns);
+}
+
+fn drop_in_daemons(d: &Daemon, st: &State) {
     for di in &st.daemons {
         let mut di = di.clone();
         di.counters = None;
@@ -676,26 +1015,58 @@ pub fn import(d: &Daemon, st: &State) {
             warn!(error = %e, "upgrade: sync daemon not taken over");
         }
     }
-    info!(
-        from_pid = st.from_pid,
-        from_version = %st.from_version,
-        services = st.services.len(),
-        entries = st.conns.len(),
-        "upgrade: table taken over"
-    );
 }
 
 impl Incoming {
-    /// Tell the predecessor we serve, take its relays, confirm. Blocking:
-    /// call from a blocking task.
-    pub fn finish(self, proxy: Option<Arc<ProxyEngine>>) -> Result<usize, String> {
+    /// Refuse the handover (the predecessor goes on serving and logs `why`).
+    pub fn refuse(&self, why: &str) {
+        let _ = send_msg(&self.sock, REFUSED, &[], why.as_bytes());
+    }
+
+    /// Tell the predecessor we serve, take its relays (proxy engine) or its
+    /// table as it is when it stopped forwarding (packet engine, which then
+    /// starts forwarding), confirm. Blocking: call from a blocking task.
+    pub fn finish(
+        self,
+        d: &Daemon,
+        proxy: Option<Arc<ProxyEngine>>,
+        packet: Option<Arc<PacketEngine>>,
+    ) -> Result<usize, String> {
+        if let Some(ms) = std::env::var(ENV_TEST_READY_DELAY_MS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if let Some(pe) = &packet {
+            // from now on the rings keep what arrives, until the table is here
+            pe.set_handover(Handover::Hold, Duration::from_secs(2));
+        }
         send_msg(&self.sock, READY, &[], &[]).map_err(|e| format!("cannot signal ready: {e}"))?;
+        if std::env::var_os(ENV_TEST_CRASH_AFTER_READY).is_some() {
+            error!("{ENV_TEST_CRASH_AFTER_READY} is set: aborting after READY (test hook)");
+            std::process::abort();
+        }
         let _ = self.sock.set_read_timeout(Some(Duration::from_secs(30)));
         let mut n = 0;
+        let mut forwarding = false;
         loop {
             let (kind, fds, payload) = recv_msg(&self.sock)
                 .map_err(|e| format!("handover of relayed connections: {e}"))?;
             match kind {
+                TABLE => {
+                    let t: TableNow = serde_json::from_slice(&payload)
+                        .map_err(|e| format!("handover table unreadable: {e}"))?;
+                    import_final(d, &self.state.counters, &t.counters, &t.conns);
+                    if let Some(pe) = &packet {
+                        pe.set_handover(Handover::Forward, Duration::ZERO);
+                        forwarding = true;
+                    }
+                    info!(
+                        entries = t.conns.len(),
+                        "upgrade: the old rvsd's table as it stopped is taken over"
+                    );
+                }
                 RELAYS => {
                     let meta: Vec<RelayMeta> = serde_json::from_slice(&payload)
                         .map_err(|e| format!("relay list unreadable: {e}"))?;
@@ -719,7 +1090,13 @@ impl Incoming {
                         n += p.adopt_relays(relays);
                     }
                 }
-                RELAYS_END => break,
+                RELAYS_END => {
+                    if let (Some(pe), false) = (&packet, forwarding) {
+                        // the predecessor had no packet engine (e.g. AF_XDP)
+                        pe.set_handover(Handover::Forward, Duration::ZERO);
+                    }
+                    break;
+                }
                 k => return Err(format!("unexpected handover message {k}")),
             }
         }

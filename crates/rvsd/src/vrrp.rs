@@ -167,8 +167,29 @@ pub fn instances(cfg: &m::Config, warnings: &mut Vec<String>) -> (Vec<InstanceCo
             .collect(),
         no_track_interface: false,
         reconfigure: None,
+        take_over: Default::default(),
     };
     (out, opts)
+}
+
+/// Binary upgrade: continue the instances the previous rvsd ran (by name)
+/// without a transition ([`rvs_vrrp::Instance::take_over`]); its
+/// vrrp_scripts start from the states it had seen, so they report a change
+/// only when there is one.
+pub fn take_over(
+    opts: &mut RunOptions,
+    take: std::collections::HashMap<String, rvs_vrrp::TakeOver>,
+) {
+    for sc in &mut opts.scripts {
+        if let Some((_, up)) = take
+            .values()
+            .flat_map(|t| t.tracks.iter())
+            .find(|(n, _)| *n == sc.name)
+        {
+            sc.init_fail = !up;
+        }
+    }
+    opts.take_over = take;
 }
 
 /// Tracker-name prefix for `track_interface` entries.
@@ -220,6 +241,7 @@ pub struct Vrrp {
     task: JoinHandle<()>,
     reconfigure: tokio::sync::mpsc::UnboundedSender<rvs_vrrp::shell::Reconfigure>,
     running: std::sync::Mutex<Vec<InstanceConfig>>,
+    status: watch::Receiver<Vec<InstanceStatus>>,
 }
 
 fn render(st: &[InstanceStatus]) -> String {
@@ -327,7 +349,8 @@ fn follow_sync(
     if master {
         d.sync.stop(DaemonState::Backup);
         info.state = DaemonState::Master;
-        if let Err((_, e)) = d.sync.start(&info, false) {
+        // (already running: taken over from the previous rvsd)
+        if let Err((false, e)) = d.sync.start(&info, false) {
             warn!(instance = %b.instance, error = %e, "lvs_sync_daemon: master sync daemon not started");
         }
         if first {
@@ -377,6 +400,23 @@ impl Vrrp {
         let cancel = CancellationToken::new();
         let (ptx, prx) = tokio::sync::mpsc::unbounded_channel();
         opts.reconfigure = Some(prx);
+        // instances taken over from the previous rvsd, in their state: not
+        // a transition
+        let taken: std::collections::HashMap<String, String> = opts
+            .take_over
+            .iter()
+            .map(|(n, t)| (n.clone(), t.state.as_str().to_string()))
+            .collect();
+        // an instance taken over from the previous rvsd has its table
+        // already: no need to hold preemption for the sync daemon's
+        for i in instances.iter().filter(|i| i.preempt_hold) {
+            if opts.take_over.contains_key(&i.name) {
+                let _ = ptx.send(rvs_vrrp::shell::Reconfigure::PreemptHold {
+                    instance: i.name.clone(),
+                    hold: false,
+                });
+            }
+        }
         let running = std::sync::Mutex::new(instances.clone());
         let mut tracked: Vec<String> = instances
             .iter()
@@ -397,6 +437,7 @@ impl Vrrp {
             }
         });
         let rx2 = rx.clone();
+        let status = rx.clone();
         *daemon.vrrp.lock() = Some(Box::new(move || {
             let st = rx2.borrow().clone();
             StatusReport {
@@ -422,7 +463,11 @@ impl Vrrp {
                                 follow_sync(&d, b, &s, first, &ptx2);
                             }
                         }
-                        if last.contains_key(&i.name) || s == "MASTER" {
+                        let continued = !last.contains_key(&i.name)
+                            && taken.get(&i.name).is_some_and(|t| *t == s);
+                        if continued {
+                            info!(instance = %i.name, state = %s, "VRRP instance taken over from the previous rvsd");
+                        } else if last.contains_key(&i.name) || s == "MASTER" {
                             info!(instance = %i.name, state = %s, priority = i.effective_priority, "VRRP transition");
                             d.record_event("vrrp", format!("({}) entering {s} state", i.name));
                         }
@@ -436,7 +481,17 @@ impl Vrrp {
             task,
             reconfigure: ptx,
             running,
+            status,
         })
+    }
+
+    /// Wait (up to `deadline`) until the instances run: their first
+    /// adverts are out (a successor reports READY only then).
+    pub async fn started(&self, deadline: Duration) -> bool {
+        let mut rx = self.status.clone();
+        tokio::time::timeout(deadline, rx.wait_for(|s| !s.is_empty()))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Apply a reloaded configuration's instances. Priority and

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::status::VirtualServerStatus;
 use super::{Action, Checker, CheckerId, Probe, ProbeResult, ScriptReason};
 use crate::config::{
     fmt_trio, CheckKind, CheckerConfig, Protocol, RealServerConfig, ScriptConfig,
@@ -290,6 +291,72 @@ impl VirtualServer {
         if let Some(alive) = upd.report {
             self.update_svr_checker_state(id.rs, alive, upd.was_up, upd.had_run, alpha, now);
         }
+    }
+
+    /// Continue a virtual server whose checks another process ran (a
+    /// binary upgrade of the daemon), from that process's
+    /// [`VirtualServer::status`]: real servers keep their alive and
+    /// in-table state, weight, and checker states (up, has run, retry
+    /// counter, counters; checkers matched by position, type and connect
+    /// address), the quorum and the sorry server theirs. Nothing is added,
+    /// removed or re-weighted (the table already holds what `prev`
+    /// describes) unless `cfg` differs from the predecessor's
+    /// configuration, which is then applied as [`VirtualServer::reload`]
+    /// does. Checkers probe again after their warmup delay: a real server
+    /// neither flaps nor waits for a whole check cycle.
+    pub fn take_over(
+        cfg: VirtualServerConfig,
+        prev: &VirtualServerStatus,
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let ago = |s: Option<f64>| {
+            s.and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .and_then(|d| now.checked_sub(d))
+        };
+        // the predecessor's machine, rebuilt from its status...
+        let mut old_cfg = cfg.clone();
+        old_cfg
+            .real_servers
+            .retain(|r| prev.real_servers.iter().any(|p| p.addr == r.addr));
+        for p in &prev.real_servers {
+            if !old_cfg.real_servers.iter().any(|r| r.addr == p.addr) {
+                let mut r = RealServerConfig::new(p.addr);
+                r.weight = p.weight;
+                old_cfg.real_servers.push(r);
+            }
+        }
+        let mut vs = VirtualServer::new(old_cfg, now, seed);
+        vs.actions.clear();
+        for rs in vs.rss.iter_mut() {
+            let Some(p) = prev.real_servers.iter().find(|p| p.addr == rs.cfg.addr) else {
+                continue;
+            };
+            rs.alive = p.alive;
+            rs.set = p.in_table;
+            rs.effective_weight = i64::from(p.weight);
+            rs.last_transition = ago(p.last_transition_secs_ago);
+            for (c, pc) in rs.checkers.iter_mut().zip(&p.checkers) {
+                if pc.kind != c.cfg.kind.name() || pc.connect != c.cfg.connect {
+                    continue;
+                }
+                c.is_up = pc.up;
+                c.has_run = pc.has_run;
+                c.retry_it = pc.retry_it;
+                c.last_error = pc.last_error.clone();
+                c.last_transition = ago(pc.last_transition_secs_ago);
+                c.counters = pc.counters.clone();
+            }
+            rs.num_failed_checkers = rs.checkers.iter().filter(|c| !c.is_up).count() as u32;
+        }
+        if let Some(s) = vs.sorry.as_mut() {
+            s.alive = prev.sorry_active;
+            s.set = prev.sorry_active || s.inhibit;
+        }
+        vs.quorum_state_up = prev.quorum_up;
+        // ...then this process's configuration, as a reload
+        vs.reload(cfg, now, seed);
+        vs
     }
 
     /// Shut down (keepalived `clear_service_vs(stopping)`): remove every
