@@ -167,8 +167,8 @@ echo "timeouts: $("$RVSADM" -L --timeout 2>&1)"
 WINDOW=${WINDOW:-8}
 read -r req err exp <<<"$(awk -v W="$WINDOW" 'NR == FNR {s[n++] = $1; next}
   { ok = 0; for (i = 0; i < n; i++) if ($1 < s[i] + W && $2 > s[i]) ok = 1
-    req += $4; err += $5; if (ok) exp += $5 }
-  END {print req + 0, err + 0, exp + 0}' "$w/stops" "$w/wrk.tsv")"
+    req += $4; err += $5; if (ok) inw += $5 }
+  END {print req + 0, err + 0, inw + 0}' "$w/stops" "$w/wrk.tsv")"
 unexp=$((err - exp))
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%+.1f", 100 * (a - b) / b; else print "nan"}'; }
@@ -181,6 +181,7 @@ echo
 echo "engine $engine: ${secs}s, $stops rs1 stops, $edits weight edits, $hups SIGHUPs"
 echo "wrk: $req requests, $err errors ($exp in stop windows, $unexp outside)"
 echo "RSS minute 5 -> $(echo "$rowN" | awk '{print $1}'): $r5 -> $rN kB ($(pct "$rN" "$r5") %); fds $f5 -> $fN ($(pct "$fN" "$f5") %)"
+echo "fds idle (before the load -> after the drain): $(awk '$1 == "0" {print $3}' "$w/samples") -> $(awk '$1 == "end" {print $3}' "$w/samples") (under load the proxy holds 2 per relayed connection)"
 echo "table: baseline $base, back to it ${back} (${drain}s after the load)"
 v=PASS; why=()
 [[ $alive == yes ]] || { v=FAIL; why+=("rvsd died"); }
